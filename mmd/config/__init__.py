@@ -1,0 +1,1 @@
+"""Configuration: the data model, the TOML files, and the merge with detection."""

@@ -1,0 +1,89 @@
+"""The configuration as plain data, with where each value came from.
+
+Every other part reads these objects; only ``mmd.config`` builds them. Names
+are the TOML keys (``[manager]`` and ``[[milter]]``), which other tools write.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Status(enum.Enum):
+    """A verdict name as configuration and logs spell it."""
+
+    ACCEPT = "accept"
+    TEMPORARY_FAILURE = "temporary-failure"
+    REJECT = "reject"
+    DISCARD = "discard"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a value came from: ``default``, ``FILE:LINE``, ``detected: UNIT, FILE``, ..."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+DEFAULT = Origin("default")
+
+
+@dataclass(slots=True)
+class MilterConfig:
+    """One child milter. Timeouts are seconds."""
+
+    name: str
+    connection_spec: str
+    description: str = ""
+    enabled: bool = True
+    fallback_status: Status = Status.ACCEPT
+    evaluation_mode: bool = False
+    applicable_conditions: list[str] = field(default_factory=list)
+    connection_timeout: float = 297.0
+    writing_timeout: float = 7.0
+    reading_timeout: float = 7.0
+    end_of_message_timeout: float = 297.0
+    # key -> where its value came from; keys missing here are defaults
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+    def origin(self, key: str) -> Origin:
+        return self.origins.get(key, DEFAULT)
+
+
+DEFAULT_CONNECTION_SPEC = "unix:/run/milter-manager/milter-manager.sock"
+
+
+@dataclass(slots=True)
+class ManagerConfig:
+    connection_spec: str = DEFAULT_CONNECTION_SPEC
+    unix_socket_mode: int = 0o660
+    unix_socket_group: str = ""
+    fallback_status: Status = Status.ACCEPT
+    fallback_status_at_disconnect: Status = Status.TEMPORARY_FAILURE
+    max_connections: int = 0  # 0 = unlimited
+    chunk_size: int = 65535
+    max_packet_size: int = 2 * 1024 * 1024
+    # body bytes kept in memory per message before spilling to a temporary file
+    body_memory_limit: int = 1024 * 1024
+    # how long SIGTERM waits for sessions in flight
+    shutdown_timeout: float = 30.0
+    origins: dict[str, Origin] = field(default_factory=dict)
+
+    def origin(self, key: str) -> Origin:
+        return self.origins.get(key, DEFAULT)
+
+
+@dataclass(slots=True)
+class Configuration:
+    """Everything one generation of sessions runs with."""
+
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+    milters: list[MilterConfig] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # files read, in order
+
+    def enabled_milters(self) -> list[MilterConfig]:
+        return [m for m in self.milters if m.enabled]

@@ -1,0 +1,1 @@
+"""Session state machines, sans-IO: commands and replies in, actions out."""
