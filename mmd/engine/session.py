@@ -304,8 +304,9 @@ class Session:
         out, self._out = self._out, []
         return out
 
-    def _send(self, child: _Child, message: m.CommandMessage, stage: Stage,
-              expect_reply: bool = False) -> None:
+    def _send(
+        self, child: _Child, message: m.CommandMessage, stage: Stage, expect_reply: bool = False
+    ) -> None:
         self._out.append(ToChild(child.index, message, expect_reply, stage))
         if expect_reply:
             child.awaiting = stage
@@ -743,9 +744,11 @@ class Session:
     def _report(self, child: _Child) -> None:
         if not child.reported:
             child.reported = True
-            self._out.append(ChildFinished(
-                child.index, child.name, child.last_stage, child.result.label, child.reason
-            ))
+            self._out.append(
+                ChildFinished(
+                    child.index, child.name, child.last_stage, child.result.label, child.reason
+                )
+            )
 
     # ------------------------------------------------------------ verdicts and failures
 
