@@ -302,7 +302,8 @@ def _parse_add_recipient(data: bytearray) -> AddRecipient:
 
 
 def _parse_add_recipient_with_args(data: bytearray) -> AddRecipientWithArgs:
-    return AddRecipientWithArgs(*_strings(data, 1, 2, "recipient and ESMTP arguments"))
+    parts = _strings(data, 1, 2, "recipient and ESMTP arguments")
+    return AddRecipientWithArgs(parts[0], parts[1] if len(parts) == 2 else "")
 
 
 def _parse_delete_recipient(data: bytearray) -> DeleteRecipient:
