@@ -125,6 +125,7 @@ def locate_lines(text: str) -> dict[Path, int]:
                 key = tuple(resolved)
                 index = counts.get(key, 0)
                 counts[key] = index + 1
+                lines.setdefault(key, number)
                 table = (*key, index)
             else:
                 table = tuple(resolved)
