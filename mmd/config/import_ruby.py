@@ -42,6 +42,7 @@ _NO_EQUIVALENT: dict[str, str] = {
 }
 _CONDITION_HINT = "applicable conditions are set in [conditions] (docs/configuration.md)"
 _CONDITION_OBJECTS = ("remote_network", "stress", "restrict_accounts", "trusted_domain")
+_CONDITION_CALLS = ("define_applicable_condition", "restrict_accounts_by_")
 
 _DEFINE_MILTER = re.compile(
     r"""^define_milter\s*\(?\s*(?P<q>["'])(?P<name>[^"']+)(?P=q)\s*\)?\s*"""
@@ -111,7 +112,7 @@ def import_ruby_config(text: str, filename: str) -> tuple[str, list[str]]:
             last = _skip_block(statements, index)
             span = f"lines {line}-{statements[last - 1][0]}" if last > index else f"line {line}"
             why = f"Ruby block, {span}"
-            if stmt.startswith("define_applicable_condition"):
+            if stmt.startswith(_CONDITION_CALLS):
                 why = f"{why}; {_CONDITION_HINT}"
             state.skip(line, stmt, why)
             index = last
@@ -143,6 +144,9 @@ def _top_statement(state: _Import, line: int, stmt: str) -> None:
         return
     if stmt.startswith(("load(", "load ", "load_if_exist")):
         state.skip(line, stmt, "convert that file too and put it in milter-manager.d/")
+        return
+    if stmt.startswith(_CONDITION_CALLS):
+        state.skip(line, stmt, _CONDITION_HINT)
         return
     if stmt.startswith("remove_milter"):
         state.skip(line, stmt, "set enabled = false in that milter's [[milter]] table")
@@ -400,6 +404,11 @@ def _split_semicolons(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+# Only a setting or a call may continue on the next line; anything else (regular
+# expressions in a condition, say) is taken a line at a time.
+_JOINABLE = re.compile(r"^[a-z_][a-z0-9_.]*\s*(=|\()")
+
+
 def _statements(text: str) -> list[tuple[int, str]]:
     """(first line number, statement) pairs; brackets left open join lines."""
     out: list[tuple[int, str]] = []
@@ -415,7 +424,7 @@ def _statements(text: str) -> list[tuple[int, str]]:
             pending = f"{pending} {line}".strip()
         else:
             pending, pending_line = line, number
-        if _open_brackets(pending) > 0:
+        if _JOINABLE.match(pending) and _open_brackets(pending) > 0:
             continue
         if _DEFINE_MILTER.match(pending):
             out.append((pending_line, pending))

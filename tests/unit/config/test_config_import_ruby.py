@@ -38,7 +38,8 @@ def test_converted_values() -> None:
          "fallback_status": "accept", "end_of_message_timeout": 600},
         {"name": "clamav-milter", "enabled": True, "fallback_status": "temporary-failure",
          "evaluation_mode": False, "reading_timeout": 30.5},
-        {"name": "milter-greylist", "applicable_conditions": ["S25R", "Stress Notify"]},
+        {"name": "milter-greylist", "applicable_conditions": ["S25R", "Stress Notify"],
+         "writing_timeout": 20.0},
         {"name": "opendkim", "evaluation_mode": True},
         {"name": "old-milter", "enabled": False, "connection_spec": "inet:1234@localhost"},
     ]
@@ -48,7 +49,7 @@ def test_converted_values() -> None:
 def test_not_converted_report() -> None:
     text, report = _import()
     assert [entry.split(": not converted: ")[0] for entry in report] == [
-        f"{NAME}:{n}" for n in (4, 5, 6, 13, 15, 16, 17, 19, 21, 42, 43, 51, 61, 63)
+        f"{NAME}:{n}" for n in (4, 5, 6, 13, 15, 16, 17, 19, 21, 42, 43, 51, 61, 63, 69, 71)
     ]
     assert f"{NAME}:13: not converted: manager.pid_file = " \
            '"/var/run/milter-manager/milter-manager.pid"; systemd tracks the process' in report
@@ -57,6 +58,8 @@ def test_not_converted_report() -> None:
     assert any(e.startswith(f"{NAME}:51: not converted: milter.enabled = ENV") for e in report)
     assert any(e.startswith(f"{NAME}:63: not converted: defined_milters.each")
                and "lines 63-67" in e for e in report)
+    assert any(e.startswith(f"{NAME}:71: not converted: define_applicable_condition(\"Dialup\")")
+               and "lines 71-80" in e for e in report)
     # the report is repeated as comments in the TOML for whoever reads the file later
     for entry in report:
         assert f"#   {entry}" in text
