@@ -75,6 +75,8 @@ class _Import:
     filename: str
     manager: dict[str, tuple[object, int]] = field(default_factory=dict)
     milters: dict[str, _Milter] = field(default_factory=dict)
+    # [conditions.SECTION] key -> (value, line); the schema is mmd.conditions.settings
+    conditions: dict[str, dict[str, tuple[object, int]]] = field(default_factory=dict)
     report: list[str] = field(default_factory=list)
 
     def skip(self, line: int, text: str, why: str) -> None:
@@ -139,8 +141,42 @@ def _skip_block(statements: list[tuple[int, str]], index: int) -> int:
     return index
 
 
+_ADD_ADDRESS = re.compile(
+    r"^remote_network\.add_(?P<which>local|remote)_address\s*\(?\s*(?P<value>.+?)\s*\)?$"
+)
+_STRESS = re.compile(r"^stress\.threshold_n_connections\s*=\s*(?P<value>.+)$")
+
+
+def _condition_statement(state: _Import, line: int, stmt: str) -> bool:
+    """Convert the classic condition settings that map onto [conditions]."""
+    address = _ADD_ADDRESS.match(stmt)
+    match = address or _STRESS.match(stmt)
+    if match is None:
+        return False
+    try:
+        value, rest = _literal(match.group("value"))
+    except _NotLiteral as error:
+        state.skip(line, stmt, str(error))
+        return True
+    if address:
+        if rest or not isinstance(value, str):
+            state.skip(line, stmt, "expected one address in quotes")
+            return True
+        key = "extra_local" if address.group("which") == "local" else "remote"
+        section = state.conditions.setdefault("remote_network", {})
+        old = section.get(key, ([], line))[0]
+        addresses = list(old) if isinstance(old, list) else []
+        section[key] = ([*addresses, value], line)
+        return True
+    if rest or not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        state.skip(line, stmt, "expected a whole number of connections")
+        return True
+    state.conditions.setdefault("stress", {})["threshold"] = (value, line)
+    return True
+
+
 def _top_statement(state: _Import, line: int, stmt: str) -> None:
-    if _IGNORED.match(stmt):
+    if _IGNORED.match(stmt) or _condition_statement(state, line, stmt):
         return
     if stmt.startswith(("load(", "load ", "load_if_exist")):
         state.skip(line, stmt, "convert that file too and put it in milter-manager.d/")
@@ -456,6 +492,12 @@ def _render(state: _Import) -> str:
         if "connection_spec" not in milter.values:
             out.append("# no connection_spec: this changes the detected milter of this name")
         for key, (value, line) in milter.values.items():
+            out.append(f"# {state.filename}:{line}")
+            out.append(f"{format_key(key)} = {format_value(value)}")
+    for section, values in state.conditions.items():
+        out.append("")
+        out.append(f"[conditions.{format_key(section)}]")
+        for key, (value, line) in values.items():
             out.append(f"# {state.filename}:{line}")
             out.append(f"{format_key(key)} = {format_value(value)}")
     if state.report:

@@ -100,5 +100,16 @@ class Configuration:
                 return found
         return DEFAULT
 
+    def condition_origin_for(self, key_path: str) -> Origin:
+        """``condition_origin`` for a dotted key path such as
+        ``conditions.custom[1].name`` (the form condition errors use)."""
+        parts: list[str | int] = []
+        for piece in key_path.replace("]", "").replace("[", ".").split("."):
+            if piece:
+                parts.append(int(piece) if piece.isdigit() else piece)
+        if parts[:1] == ["conditions"]:
+            parts = parts[1:]
+        return self.condition_origin(*parts)
+
     def enabled_milters(self) -> list[MilterConfig]:
         return [m for m in self.milters if m.enabled]

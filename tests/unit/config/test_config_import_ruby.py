@@ -43,13 +43,19 @@ def test_converted_values() -> None:
         {"name": "opendkim", "evaluation_mode": True},
         {"name": "old-milter", "enabled": False, "connection_spec": "inet:1234@localhost"},
     ]
+    assert data["conditions"] == {
+        "remote_network": {"extra_local": ["192.168.0.0/24", "2001:db8::/32"],
+                           "remote": ["192.168.0.99"]},
+        "stress": {"threshold": 40},
+    }
     assert f"# {NAME}:29\nconnection_spec = " in text
+    assert f"# {NAME}:87\nextra_local = " in text
 
 
 def test_not_converted_report() -> None:
     text, report = _import()
     assert [entry.split(": not converted: ")[0] for entry in report] == [
-        f"{NAME}:{n}" for n in (4, 5, 6, 13, 15, 16, 17, 19, 21, 42, 43, 51, 61, 63, 69, 71)
+        f"{NAME}:{n}" for n in (4, 5, 6, 13, 15, 16, 17, 21, 42, 43, 51, 61, 63, 69, 71)
     ]
     assert f"{NAME}:13: not converted: manager.pid_file = " \
            '"/var/run/milter-manager/milter-manager.pid"; systemd tracks the process' in report
@@ -81,6 +87,9 @@ def test_converted_file_loads_with_detected_milters(tmp_path: Path) -> None:
     assert clamav.reading_timeout == 30.5
     assert clamav.origin("reading_timeout").text == f"{tmp_path / 'milter-manager.toml'}:41"
     assert config.manager.unix_socket_mode == 0o660
+    assert config.conditions_table["stress"] == {"threshold": 40}
+    assert config.condition_origin_for("conditions.stress.threshold").text.endswith(
+        "milter-manager.toml:" + str(text.splitlines().index("threshold = 40") + 1))
 
 
 @pytest.mark.parametrize(
@@ -97,6 +106,9 @@ def test_converted_file_loads_with_detected_milters(tmp_path: Path) -> None:
          'define_milter("a") do |milter|\n  milter.enabled = false\nend\n',
          {"milter": [{"name": "a", "description": "x", "enabled": False}]}),
         ("load_default\n", {}),
+        ("stress.threshold_n_connections = 0\nremote_network.add_local_address '10.0.0.0/8'\n",
+         {"conditions": {"stress": {"threshold": 0},
+                         "remote_network": {"extra_local": ["10.0.0.0/8"]}}}),
     ],
 )
 def test_small_forms(ruby: str, expected: dict[str, object]) -> None:
@@ -119,6 +131,9 @@ def test_small_forms(ruby: str, expected: dict[str, object]) -> None:
         ('load("extra.conf")\n', "convert that file too"),
         ('define_milter("a") do |milter|\n  milter.enabled = false\n', "block has no end"),
         ("manager.max_connections = 5 if big\n", "unexpected 'if big' after the value"),
+        ("stress.threshold_n_connections = -1\n", "expected a whole number of connections"),
+        ("remote_network.add_local_address(NET)\n", "not a literal value"),
+        ('remote_network.add_local_address("a", "b")\n', "expected one address in quotes"),
     ],
 )
 def test_reported_forms(ruby: str, reason: str) -> None:

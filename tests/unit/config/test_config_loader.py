@@ -391,3 +391,14 @@ def test_file_can_fix_a_bad_detected_spec(tmp_path: Path) -> None:
                              '[[milter]]\nname = "odd"\nconnection_spec = "unix:/run/odd.sock"\n'},
                   (broken,))
     assert config.milters[0].enabled is True
+
+
+def test_condition_origin_for_dotted_key_paths(tmp_path: Path) -> None:
+    config = load(tmp_path, {"milter-manager.toml":
+                             '[[conditions.custom]]\nname = "a"\n[[conditions.custom]]\n'
+                             'name = "b"\nstages = ["connect"]\n'})
+    main = tmp_path / "milter-manager.toml"
+    assert config.condition_origin_for("conditions.custom[1].name").text == f"{main}:4"
+    assert config.condition_origin_for("conditions.custom[1].stages[0]").text == f"{main}:5"
+    assert config.condition_origin_for("conditions.custom[0]").text == f"{main}:1"
+    assert config.condition_origin_for("custom[0].name").text == f"{main}:2"
