@@ -76,7 +76,7 @@ def _detect_one(
         connection_spec=result.spec,
         enabled=enablement.enabled,
         unit=state.name,
-        origin=f"detected: {state.name} ({enablement.reason}), {result.origin}",
+        origin=f"detected: {state.name}, {result.origin}",
         applicable_conditions=entry.default_conditions,
         description=entry.description,
         active_state=state.active_state,
