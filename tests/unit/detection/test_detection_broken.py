@@ -8,11 +8,12 @@ from pathlib import Path
 from detection_fakes import DEBIAN_EXPECTED, DEBIAN_UNITS, all_enabled, debian_root, write
 
 from mmd.detection.detect import detect
+from mmd.detection.model import DetectedMilter
 from mmd.detection.units import UnitState
 
 
-def _names(milters: Sequence[object]) -> set[str]:
-    return {getattr(m, "name") for m in milters}
+def _names(milters: Sequence[DetectedMilter]) -> set[str]:
+    return {m.name for m in milters}
 
 
 def test_directory_where_a_config_file_is_expected(tmp_path: Path) -> None:

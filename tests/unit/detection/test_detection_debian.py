@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from detection_fakes import DEBIAN_EXPECTED, DEBIAN_UNITS, FakeUnits, all_enabled, debian_root, write
+from detection_fakes import (
+    DEBIAN_EXPECTED,
+    DEBIAN_UNITS,
+    FakeUnits,
+    all_enabled,
+    debian_root,
+    write,
+)
 
 from mmd.detection.catalog import CATALOG
 from mmd.detection.detect import detect
@@ -141,7 +148,8 @@ def test_opendkim_x_option_and_drop_in_override(tmp_path: Path) -> None:
     write(
         root,
         "/etc/systemd/system/opendkim.service.d/zz-socket.conf",
-        "[Service]\nExecStart=\nExecStart=/usr/sbin/opendkim -P /run/o.pid -p local:/run/o/o.sock\n",
+        "[Service]\nExecStart=\n"
+        "ExecStart=/usr/sbin/opendkim -P /run/o.pid -p local:/run/o/o.sock\n",
     )
     milters, _ = detect(root, all_enabled(DEBIAN_UNITS))
     opendkim = next(m for m in milters if m.name == "opendkim")

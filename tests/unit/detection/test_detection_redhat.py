@@ -36,11 +36,21 @@ def redhat_root(root: Path) -> Path:
         "/etc/mail/clamav-milter.conf",
         "# clamav-milter\nMilterSocket inet:7357@127.0.0.1\nUser clamilt\n",
     )
-    write(root, "/usr/lib/systemd/system/milter-greylist.service", unit("/usr/sbin/milter-greylist"))
+    write(
+        root, "/usr/lib/systemd/system/milter-greylist.service", unit("/usr/sbin/milter-greylist")
+    )
     write(root, "/etc/mail/greylist.conf", 'socket "/run/milter-greylist/milter-greylist.sock"\n')
-    write(root, "/usr/lib/systemd/system/opendkim.service", unit("/usr/sbin/opendkim -x /etc/opendkim.conf"))
+    write(
+        root,
+        "/usr/lib/systemd/system/opendkim.service",
+        unit("/usr/sbin/opendkim -x /etc/opendkim.conf"),
+    )
     write(root, "/etc/opendkim.conf", "Mode\tv\nSocket\tinet:8891@localhost\n")
-    write(root, "/usr/lib/systemd/system/opendmarc.service", unit("/usr/sbin/opendmarc -c /etc/opendmarc.conf"))
+    write(
+        root,
+        "/usr/lib/systemd/system/opendmarc.service",
+        unit("/usr/sbin/opendmarc -c /etc/opendmarc.conf"),
+    )
     write(root, "/etc/opendmarc.conf", "## Socket local:/wrong\nAuthservID mail\n")
     return root
 
