@@ -87,8 +87,10 @@ class ChildLink(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._fail(f"cannot connect to {self.config.connection_spec}: timed out after "
-                       f"{self.config.connection_timeout:g} s")
+            self._fail(
+                f"cannot connect to {self.config.connection_spec}: timed out after "
+                f"{self.config.connection_timeout:g} s"
+            )
         except OSError as error:
             reason = error.strerror or str(error)
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")

@@ -57,7 +57,9 @@ class Recorder(Protocol):
 
     def child_finished(self, record: ChildVerdictRecord) -> None: ...
 
-    def condition_skipped(self, session_id: int, facts: SessionFacts, event: ConditionSkipped) -> None: ...
+    def condition_skipped(
+        self, session_id: int, facts: SessionFacts, event: ConditionSkipped
+    ) -> None: ...
 
     def session_finished(self, record: SessionRecord) -> None: ...
 
@@ -154,7 +156,9 @@ class MtaProtocol(asyncio.Protocol):
             try:
                 command = decoder.next_message()
             except ProtocolError as error:
-                self._state.recorder.mta_error(self._session_id, f"protocol error from MTA: {error}")
+                self._state.recorder.mta_error(
+                    self._session_id, f"protocol error from MTA: {error}"
+                )
                 self._close_mta()
                 return
             if command is None or session.finished:
@@ -209,17 +213,34 @@ class MtaProtocol(asyncio.Protocol):
         queue_id = facts.macros.get("i", "")
         elapsed = time.monotonic() - self._started
         if isinstance(action, ChildFinished):
-            recorder.child_finished(ChildVerdictRecord(
-                self._session_id, action.name, action.stage.value, action.status, elapsed,
-                action.reason, queue_id, facts.client_address, facts.client_name,
-            ))
+            recorder.child_finished(
+                ChildVerdictRecord(
+                    self._session_id,
+                    action.name,
+                    action.stage.value,
+                    action.status,
+                    elapsed,
+                    action.reason,
+                    queue_id,
+                    facts.client_address,
+                    facts.client_name,
+                )
+            )
         elif isinstance(action, ConditionSkipped):
             recorder.condition_skipped(self._session_id, facts, action)
         elif isinstance(action, SessionFinished):
-            recorder.session_finished(SessionRecord(
-                self._session_id, action.stage.value, action.status, elapsed,
-                action.disconnected, queue_id, facts.client_address, facts.client_name,
-            ))
+            recorder.session_finished(
+                SessionRecord(
+                    self._session_id,
+                    action.stage.value,
+                    action.status,
+                    elapsed,
+                    action.disconnected,
+                    queue_id,
+                    facts.client_address,
+                    facts.client_name,
+                )
+            )
             if not self._session.finished:  # QUIT_NC: a new SMTP session follows
                 self._begin()
 
@@ -227,8 +248,9 @@ class MtaProtocol(asyncio.Protocol):
 # ---------------------------------------------------------------- listening
 
 
-async def listen(spec_text: str, state: ServerState, socket_mode: int = 0o660,
-                 socket_group: str = "") -> asyncio.Server:
+async def listen(
+    spec_text: str, state: ServerState, socket_mode: int = 0o660, socket_group: str = ""
+) -> asyncio.Server:
     """Listen on a connection spec (unix sockets get the configured mode and group)."""
     loop = asyncio.get_running_loop()
     spec = parse_connection_spec(spec_text)
@@ -244,8 +266,12 @@ async def listen(spec_text: str, state: ServerState, socket_mode: int = 0o660,
     assert isinstance(spec, InetSpec)
     family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
     return await loop.create_server(
-        lambda: MtaProtocol(state), spec.host or None, spec.port, family=family,
-        backlog=1024, reuse_address=True,
+        lambda: MtaProtocol(state),
+        spec.host or None,
+        spec.port,
+        family=family,
+        backlog=1024,
+        reuse_address=True,
     )
 
 

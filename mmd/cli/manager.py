@@ -38,29 +38,64 @@ def build_parser() -> argparse.ArgumentParser:
             "Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml."
         ),
     )
-    parser.add_argument("-s", "--connection-spec", metavar="SPEC",
-                        help="where to listen: unix:PATH, inet:PORT@HOST, inet6:PORT@HOST")
-    parser.add_argument("-c", "--config-dir", metavar="DIR", type=Path, default=DEFAULT_CONFIG_DIR,
-                        help=f"configuration folder (default {DEFAULT_CONFIG_DIR})")
-    parser.add_argument("--show-config", action="store_true",
-                        help="print the effective configuration as TOML, each value with where it "
-                             "came from, and exit")
-    parser.add_argument("--no-detection", action="store_true",
-                        help="do not ask systemd which milters are installed; use only the "
-                             "configuration files")
-    parser.add_argument("--detection-root", metavar="DIR", type=Path, default=Path("/"),
-                        help="read milters' configuration files below DIR (default /)")
-    parser.add_argument("--no-dbus", action="store_true",
-                        help="do not export the D-Bus control interface")
-    parser.add_argument("-u", "--user-name", metavar="USER", default="",
-                        help="when started as root, switch to USER after opening the socket")
-    parser.add_argument("-g", "--group-name", metavar="GROUP", default="",
-                        help="with -u, the primary group to switch to")
+    parser.add_argument(
+        "-s",
+        "--connection-spec",
+        metavar="SPEC",
+        help="where to listen: unix:PATH, inet:PORT@HOST, inet6:PORT@HOST",
+    )
+    parser.add_argument(
+        "-c",
+        "--config-dir",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        help=f"configuration folder (default {DEFAULT_CONFIG_DIR})",
+    )
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the effective configuration as TOML, each value with where it "
+        "came from, and exit",
+    )
+    parser.add_argument(
+        "--no-detection",
+        action="store_true",
+        help="do not ask systemd which milters are installed; use only the configuration files",
+    )
+    parser.add_argument(
+        "--detection-root",
+        metavar="DIR",
+        type=Path,
+        default=Path("/"),
+        help="read milters' configuration files below DIR (default /)",
+    )
+    parser.add_argument(
+        "--no-dbus", action="store_true", help="do not export the D-Bus control interface"
+    )
+    parser.add_argument(
+        "-u",
+        "--user-name",
+        metavar="USER",
+        default="",
+        help="when started as root, switch to USER after opening the socket",
+    )
+    parser.add_argument(
+        "-g",
+        "--group-name",
+        metavar="GROUP",
+        default="",
+        help="with -u, the primary group to switch to",
+    )
     parser.add_argument("--verbose", action="store_true", help="log debug messages too")
-    parser.add_argument("--no-daemon", action="store_true",
-                        help="accepted for the classic install guides; mmd always runs in the "
-                             "foreground")
-    parser.add_argument("--version", action="version", version=f"milter-manager (mmd) {__version__}")
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="accepted for the classic install guides; mmd always runs in the foreground",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"milter-manager (mmd) {__version__}"
+    )
     return parser
 
 
@@ -141,7 +176,7 @@ def import_config(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="milter-manager import-config",
         description="Convert a classic milter-manager.local.conf (Ruby) to TOML on stdout; "
-                    "what could not be converted is listed on stderr.",
+        "what could not be converted is listed on stderr.",
     )
     parser.add_argument("file", type=Path, help="the classic configuration file")
     args = parser.parse_args(list(argv))

@@ -48,9 +48,17 @@ class JournalRecorder:
 
     def session_started(self, session_id: int, active: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("[session][start](%d) active=%d", session_id, active, extra={"fields": {
-                "MMD_EVENT": "session-start", "MMD_SESSION_ID": str(session_id),
-            }})
+            log.debug(
+                "[session][start](%d) active=%d",
+                session_id,
+                active,
+                extra={
+                    "fields": {
+                        "MMD_EVENT": "session-start",
+                        "MMD_SESSION_ID": str(session_id),
+                    }
+                },
+            )
 
     def child_finished(self, record: ChildVerdictRecord) -> None:
         counters = self.statistics.milter(record.milter)
@@ -60,20 +68,26 @@ class JournalRecorder:
         counters.elapsed_max = max(counters.elapsed_max, record.elapsed)
         log.info(
             "[milter][end][%s][%s][%.3f](%d): %s%s",
-            record.stage, record.status, record.elapsed, record.session_id, record.milter,
+            record.stage,
+            record.status,
+            record.elapsed,
+            record.session_id,
+            record.milter,
             f" ({record.reason})" if record.reason else "",
-            extra={"fields": {
-                "MMD_EVENT": "milter-verdict",
-                "MMD_SESSION_ID": str(record.session_id),
-                "MMD_MILTER": record.milter,
-                "MMD_STAGE": record.stage,
-                "MMD_STATUS": record.status,
-                "MMD_ELAPSED": f"{record.elapsed:.6f}",
-                "MMD_REASON": record.reason,
-                "MMD_QUEUE_ID": record.queue_id,
-                "MMD_CLIENT_ADDRESS": record.client_address,
-                "MMD_CLIENT_NAME": record.client_name,
-            }},
+            extra={
+                "fields": {
+                    "MMD_EVENT": "milter-verdict",
+                    "MMD_SESSION_ID": str(record.session_id),
+                    "MMD_MILTER": record.milter,
+                    "MMD_STAGE": record.stage,
+                    "MMD_STATUS": record.status,
+                    "MMD_ELAPSED": f"{record.elapsed:.6f}",
+                    "MMD_REASON": record.reason,
+                    "MMD_QUEUE_ID": record.queue_id,
+                    "MMD_CLIENT_ADDRESS": record.client_address,
+                    "MMD_CLIENT_NAME": record.client_name,
+                }
+            },
         )
 
     def condition_skipped(
@@ -81,51 +95,88 @@ class JournalRecorder:
     ) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "[condition][skip][%s](%d): %s: %s", event.stage.value, session_id, event.name,
+                "[condition][skip][%s](%d): %s: %s",
+                event.stage.value,
+                session_id,
+                event.name,
                 event.reason,
-                extra={"fields": {
-                    "MMD_EVENT": "condition-skip",
-                    "MMD_SESSION_ID": str(session_id),
-                    "MMD_MILTER": event.name,
-                    "MMD_STAGE": event.stage.value,
-                    "MMD_REASON": event.reason,
-                    "MMD_CLIENT_ADDRESS": facts.client_address,
-                    "MMD_CLIENT_NAME": facts.client_name,
-                }},
+                extra={
+                    "fields": {
+                        "MMD_EVENT": "condition-skip",
+                        "MMD_SESSION_ID": str(session_id),
+                        "MMD_MILTER": event.name,
+                        "MMD_STAGE": event.stage.value,
+                        "MMD_REASON": event.reason,
+                        "MMD_CLIENT_ADDRESS": facts.client_address,
+                        "MMD_CLIENT_NAME": facts.client_name,
+                    }
+                },
             )
 
     def session_finished(self, record: SessionRecord) -> None:
         self.statistics.total_sessions += 1
         self.statistics.statuses[record.status] += 1
         if record.disconnected:
-            log.info("[session][disconnected][%.3f](%d)", record.elapsed, record.session_id,
-                     extra={"fields": {"MMD_EVENT": "session-disconnected",
-                                       "MMD_SESSION_ID": str(record.session_id)}})
+            log.info(
+                "[session][disconnected][%.3f](%d)",
+                record.elapsed,
+                record.session_id,
+                extra={
+                    "fields": {
+                        "MMD_EVENT": "session-disconnected",
+                        "MMD_SESSION_ID": str(record.session_id),
+                    }
+                },
+            )
         log.info(
             "[session][end][%s][%s][%.3f](%d)",
-            record.stage, record.status, record.elapsed, record.session_id,
-            extra={"fields": {
-                "MMD_EVENT": "session-end",
-                "MMD_SESSION_ID": str(record.session_id),
-                "MMD_STAGE": record.stage,
-                "MMD_STATUS": record.status,
-                "MMD_ELAPSED": f"{record.elapsed:.6f}",
-                "MMD_QUEUE_ID": record.queue_id,
-                "MMD_CLIENT_ADDRESS": record.client_address,
-                "MMD_CLIENT_NAME": record.client_name,
-            }},
+            record.stage,
+            record.status,
+            record.elapsed,
+            record.session_id,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "session-end",
+                    "MMD_SESSION_ID": str(record.session_id),
+                    "MMD_STAGE": record.stage,
+                    "MMD_STATUS": record.status,
+                    "MMD_ELAPSED": f"{record.elapsed:.6f}",
+                    "MMD_QUEUE_ID": record.queue_id,
+                    "MMD_CLIENT_ADDRESS": record.client_address,
+                    "MMD_CLIENT_NAME": record.client_name,
+                }
+            },
         )
 
     def child_error(self, session_id: int, milter: str, reason: str) -> None:
         counters = self.statistics.milter(milter)
         counters.errors += 1
         counters.last_error = reason
-        log.warning("[milter][error](%d): %s: %s", session_id, milter, reason, extra={"fields": {
-            "MMD_EVENT": "milter-error", "MMD_SESSION_ID": str(session_id),
-            "MMD_MILTER": milter, "MMD_REASON": reason,
-        }})
+        log.warning(
+            "[milter][error](%d): %s: %s",
+            session_id,
+            milter,
+            reason,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "milter-error",
+                    "MMD_SESSION_ID": str(session_id),
+                    "MMD_MILTER": milter,
+                    "MMD_REASON": reason,
+                }
+            },
+        )
 
     def mta_error(self, session_id: int, reason: str) -> None:
-        log.warning("[session][error](%d): %s", session_id, reason, extra={"fields": {
-            "MMD_EVENT": "mta-error", "MMD_SESSION_ID": str(session_id), "MMD_REASON": reason,
-        }})
+        log.warning(
+            "[session][error](%d): %s",
+            session_id,
+            reason,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "mta-error",
+                    "MMD_SESSION_ID": str(session_id),
+                    "MMD_REASON": reason,
+                }
+            },
+        )

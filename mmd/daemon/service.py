@@ -9,6 +9,7 @@ they started with, and a broken configuration leaves the old one serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,7 +21,8 @@ from mmd import __version__
 from mmd.adapters import notify
 from mmd.adapters.activation import take_activated_sockets
 from mmd.adapters.server import Generation, ServerState, listen, serve_socket
-from mmd.conditions.registry import ConditionConfigError, build_conditions, settings_from_table
+from mmd.conditions.errors import ConditionConfigError
+from mmd.conditions.registry import ConditionRegistry, settings_from_table
 from mmd.config.connection_spec import UnixSpec, parse_connection_spec
 from mmd.config.loader import ConfigError, apply_overrides, load_configuration
 from mmd.config.model import Configuration
@@ -59,8 +61,11 @@ def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configurati
     if options.detector is not None:
         detected, problems = options.detector()
         for problem in problems:
-            log.warning("%s", problem, extra={"fields": {"MMD_EVENT": "detection-error",
-                                                         "MMD_REASON": problem}})
+            log.warning(
+                "%s",
+                problem,
+                extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
+            )
     config = load_configuration(options.config_dir, detected)
     config = apply_overrides(config, options.overrides)
     for milter in config.milters:
@@ -71,26 +76,31 @@ def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configurati
 
 def build_generation(config: Configuration, number: int) -> Generation:
     """Turn configuration into what sessions run with; raises InvalidConfiguration."""
+    base = Path(config.files[0]).parent if config.files else None
     try:
-        condition_settings = settings_from_table(config.conditions_table)
+        registry = ConditionRegistry(
+            settings_from_table(config.conditions_table, base_directory=base)
+        )
     except ConditionConfigError as error:
-        raise InvalidConfiguration(f"[conditions]: {error}") from error
+        raise InvalidConfiguration(f"{_condition_origin(config, error)}: {error}") from error
     milters = tuple(config.enabled_milters())
     children = []
     for milter in milters:
         try:
-            conditions = build_conditions(milter.applicable_conditions, condition_settings)
-        except (ConditionConfigError, ValueError, KeyError) as error:
+            conditions = registry.build(milter.applicable_conditions)
+        except (ConditionConfigError, OSError) as error:
             where = milter.origin("applicable_conditions")
             raise InvalidConfiguration(
                 f"{where}: milter {milter.name}: applicable_conditions: {error}"
             ) from error
-        children.append(ChildSettings(
-            milter.name,
-            fallback=STATUS_VERDICTS[milter.fallback_status],
-            evaluation_mode=milter.evaluation_mode,
-            conditions=tuple(conditions),
-        ))
+        children.append(
+            ChildSettings(
+                milter.name,
+                fallback=STATUS_VERDICTS[milter.fallback_status],
+                evaluation_mode=milter.evaluation_mode,
+                conditions=tuple(conditions),
+            )
+        )
     manager = config.manager
     settings = SessionSettings(
         fallback=STATUS_VERDICTS[manager.fallback_status],
@@ -116,8 +126,9 @@ class Daemon:
         self._servers: list[asyncio.Server] = []
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self._subscribers: list[tuple[Callable[[str, bool, str], None],
-                                      Callable[[bool, str], None]]] = []
+        self._subscribers: list[
+            tuple[Callable[[str, bool, str], None], Callable[[bool, str], None]]
+        ] = []
         self._generation_number = 0
         self._dbus: object | None = None
 
@@ -137,8 +148,11 @@ class Daemon:
         self._state = ServerState(generation, self._recorder)
         await self._open_listeners(config)
         self._drop_privileges()
-        for signum, handler in ((signal.SIGHUP, self._on_sighup),
-                                (signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set)):
+        for signum, handler in (
+            (signal.SIGHUP, self._on_sighup),
+            (signal.SIGTERM, self._stop.set),
+            (signal.SIGINT, self._stop.set),
+        ):
             loop.add_signal_handler(signum, handler)
         await self._export_control()
         self._state_name = "running"
@@ -162,10 +176,14 @@ class Daemon:
         spec = parse_connection_spec(spec_text)
         if isinstance(spec, UnixSpec):
             Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
-        self._servers.append(await listen(
-            spec_text, self._state, config.manager.unix_socket_mode,
-            config.manager.unix_socket_group,
-        ))
+        self._servers.append(
+            await listen(
+                spec_text,
+                self._state,
+                config.manager.unix_socket_mode,
+                config.manager.unix_socket_group,
+            )
+        )
         log.info("listening on %s", spec_text)
 
     def _drop_privileges(self) -> None:
@@ -213,8 +231,11 @@ class Daemon:
             try:
                 await asyncio.wait_for(self._state.idle.wait(), timeout)
             except TimeoutError:
-                log.warning("stopping: %d sessions still open after %g s; closing them",
-                            self._state.active, timeout)
+                log.warning(
+                    "stopping: %d sessions still open after %g s; closing them",
+                    self._state.active,
+                    timeout,
+                )
                 for connection in list(self._state.connections):
                     connection._close_mta()
         close = getattr(self._dbus, "close", None)
@@ -228,10 +249,8 @@ class Daemon:
         asyncio.get_running_loop().create_task(self._reload_logged())
 
     async def _reload_logged(self) -> None:
-        try:
+        with contextlib.suppress(InvalidConfiguration):  # already in the journal
             await self.reload()
-        except InvalidConfiguration:
-            pass  # already in the journal
 
     # ------------------------------------------------------------ Control
 
@@ -259,16 +278,26 @@ class Daemon:
                 generation = build_generation(config, self._generation_number + 1)
             except (ConfigError, InvalidConfiguration) as error:
                 message = f"reload refused, keeping the previous configuration: {_one_line(error)}"
-                log.error("%s", message, extra={"fields": {"MMD_EVENT": "reload",
-                                                           "MMD_STATUS": "failed",
-                                                           "MMD_REASON": _one_line(error)}})
+                log.error(
+                    "%s",
+                    message,
+                    extra={
+                        "fields": {
+                            "MMD_EVENT": "reload",
+                            "MMD_STATUS": "failed",
+                            "MMD_REASON": _one_line(error),
+                        }
+                    },
+                )
                 self._finish_reload(False, message)
                 raise InvalidConfiguration(message) from error
             self._install(config, generation)
             message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
-                c.name for c in generation.children)
-            log.info("%s", message, extra={"fields": {"MMD_EVENT": "reload",
-                                                      "MMD_STATUS": "success"}})
+                c.name for c in generation.children
+            )
+            log.info(
+                "%s", message, extra={"fields": {"MMD_EVENT": "reload", "MMD_STATUS": "success"}}
+            )
             self._finish_reload(True, message)
             return message
 
@@ -295,8 +324,11 @@ class Daemon:
     def _info(self, name: str) -> MilterInfo:
         milter = next(m for m in self._config.milters if m.name == name)
         counters = self._counters.milter(name)
-        source = "detected" if str(milter.origin("connection_spec")).startswith("detected") \
+        source = (
+            "detected"
+            if str(milter.origin("connection_spec")).startswith("detected")
             else "configured"
+        )
         return MilterInfo(
             name=name,
             connection_spec=milter.connection_spec,
@@ -320,9 +352,19 @@ class Daemon:
         self._install(config, build_generation(config, self._generation_number + 1))
         word = "enabled" if enabled else "disabled"
         reason = f"{word} at runtime by {caller}"
-        log.info("milter %s %s", name, reason, extra={"fields": {
-            "MMD_EVENT": "milter-state", "MMD_MILTER": name, "MMD_STATUS": word,
-            "MMD_REASON": reason}})
+        log.info(
+            "milter %s %s",
+            name,
+            reason,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "milter-state",
+                    "MMD_MILTER": name,
+                    "MMD_STATUS": word,
+                    "MMD_REASON": reason,
+                }
+            },
+        )
         for changed, _ in self._subscribers:
             changed(name, enabled, reason)
 
@@ -337,14 +379,18 @@ class Daemon:
             )
             for name, c in counters.milters.items()
         }
-        return Statistics(self.total_sessions(), self.active_sessions(),
-                          dict(counters.statuses), milters)
+        return Statistics(
+            self.total_sessions(), self.active_sessions(), dict(counters.statuses), milters
+        )
 
     def show_config(self) -> str:
         return render_show_config(self._config)
 
-    def subscribe(self, milter_state_changed: Callable[[str, bool, str], None],
-                  reloaded: Callable[[bool, str], None]) -> None:
+    def subscribe(
+        self,
+        milter_state_changed: Callable[[str, bool, str], None],
+        reloaded: Callable[[bool, str], None],
+    ) -> None:
         self._subscribers.append((milter_state_changed, reloaded))
 
     # ------------------------------------------------------------ status
@@ -355,6 +401,11 @@ class Daemon:
             return "starting"
         names = ", ".join(c.name for c in state.generation.children) or "none"
         return f"{state.active} sessions active, {state.total} total; milters: {names}"
+
+
+def _condition_origin(config: Configuration, error: ConditionConfigError) -> str:
+    key_path = getattr(error, "key_path", "conditions")
+    return str(config.condition_origin_for(str(key_path)))
 
 
 def _fallback_configuration(options: Options) -> Configuration:
