@@ -97,6 +97,11 @@ def import_ruby_config(text: str, filename: str) -> tuple[str, list[str]]:
             milter = None
             continue
         match = _DEFINE_MILTER.match(stmt) if milter is None else None
+        if match and "#{" in match.group("name"):
+            last = _skip_block(statements, index)
+            state.skip(line, stmt, "string interpolation in the milter name")
+            index = last
+            continue
         if match:
             name = match.group("name")
             milter = state.milters.setdefault(name, _Milter(name, line))

@@ -124,61 +124,52 @@ class Key:
     name: str
     kind: Kind
     convert: Callable[[object], object]
-    default_text: str  # as docs/configuration.md shows it
     meaning: str
 
 
-MANAGER_KEYS: dict[str, Key] = {
-    k.name: k
-    for k in (
-        Key("connection_spec", "spec", to_spec, "unix:/run/milter-manager/milter-manager.sock",
-            "Socket the MTA side connects to when not socket-activated."),
-        Key("unix_socket_mode", "mode", to_mode, '"0660"',
-            "Permissions of a Unix socket mmd creates itself (octal string or 0o660)."),
-        Key("unix_socket_group", "str", to_str, '"" (unchanged)',
-            "Group given to a Unix socket mmd creates itself."),
-        Key("fallback_status", "status", to_status, "accept",
-            "Verdict when no child is left to ask (all failed or none applies)."),
-        Key("fallback_status_at_disconnect", "status", to_status, "temporary-failure",
-            "Verdict when the SMTP client went away in the middle of a session."),
-        Key("max_connections", "int", to_int(0), "0 (unlimited)",
-            "Sessions from the MTA side served at once; further ones wait."),
-        Key("chunk_size", "int", to_int(1, 65535), "65535",
-            "Largest body chunk in bytes sent to a child in one packet."),
-        Key("max_packet_size", "int", to_int(1), "2097152",
-            "Largest milter packet in bytes accepted from the MTA side or a child."),
-        Key("body_memory_limit", "int", to_int(0), "1048576",
-            "Body bytes kept in memory per message before spilling to a temporary file."),
-        Key("shutdown_timeout", "float", to_seconds, "30",
-            "Seconds SIGTERM waits for sessions in flight before closing them."),
-    )
-}
+def _table(*keys: Key) -> dict[str, Key]:
+    return {key.name: key for key in keys}
 
-MILTER_KEYS: dict[str, Key] = {
-    k.name: k
-    for k in (
-        Key("name", "str", to_name, "required",
-            "The child's name; equal to a detected milter's name to change it."),
-        Key("connection_spec", "spec", to_spec, "required for a new name",
-            "Socket of the child."),
-        Key("description", "str", to_str, '""', "Free text."),
-        Key("enabled", "bool", to_bool, "true", "false keeps the child out of every session."),
-        Key("fallback_status", "status", to_status, "accept",
-            "This child's verdict when it fails (cannot connect, times out, errs)."),
-        Key("evaluation_mode", "bool", to_bool, "false",
-            "Ask the child but ignore its reject/temporary-failure/discard and changes."),
-        Key("applicable_conditions", "names", to_names, "[]",
-            "Names of conditions that decide per session whether the child is applied."),
-        Key("connection_timeout", "float", to_seconds, "297",
-            "Seconds to wait to connect to the child."),
-        Key("writing_timeout", "float", to_seconds, "7",
-            "Seconds to wait for a write to the child."),
-        Key("reading_timeout", "float", to_seconds, "7",
-            "Seconds to wait for a reply from the child."),
-        Key("end_of_message_timeout", "float", to_seconds, "297",
-            "Seconds to wait for the child's reply at end-of-message."),
-    )
-}
+
+MANAGER_KEYS = _table(
+    Key("connection_spec", "spec", to_spec,
+        "Socket the MTA side connects to when not socket-activated."),
+    Key("unix_socket_mode", "mode", to_mode,
+        "Permissions of a Unix socket mmd creates itself."),
+    Key("unix_socket_group", "str", to_str,
+        "Group given to a Unix socket mmd creates itself."),
+    Key("fallback_status", "status", to_status,
+        "Verdict when no child is left to ask."),
+    Key("fallback_status_at_disconnect", "status", to_status,
+        "Verdict when the SMTP client went away mid-session."),
+    Key("max_connections", "int", to_int(0),
+        "Sessions from the MTA side served at once (0: unlimited)."),
+    Key("chunk_size", "int", to_int(1, 65535),
+        "Largest body chunk in bytes sent to a child in one packet."),
+    Key("max_packet_size", "int", to_int(1),
+        "Largest milter packet in bytes accepted."),
+    Key("body_memory_limit", "int", to_int(0),
+        "Body bytes kept in memory per message before a temporary file."),
+    Key("shutdown_timeout", "float", to_seconds,
+        "Seconds SIGTERM waits for sessions in flight."),
+)
+
+MILTER_KEYS = _table(
+    Key("name", "str", to_name, "The child's name; a detected milter's name changes it."),
+    Key("connection_spec", "spec", to_spec, "Socket of the child."),
+    Key("description", "str", to_str, "Free text."),
+    Key("enabled", "bool", to_bool, "false keeps the child out of every session."),
+    Key("fallback_status", "status", to_status, "This child's verdict when it fails."),
+    Key("evaluation_mode", "bool", to_bool,
+        "Ask the child but ignore its rejecting verdicts and its changes."),
+    Key("applicable_conditions", "names", to_names,
+        "Conditions that decide per session whether the child is applied."),
+    Key("connection_timeout", "float", to_seconds, "Seconds to connect to the child."),
+    Key("writing_timeout", "float", to_seconds, "Seconds for a write to the child."),
+    Key("reading_timeout", "float", to_seconds, "Seconds to wait for a reply from the child."),
+    Key("end_of_message_timeout", "float", to_seconds,
+        "Seconds to wait for the child's reply at end-of-message."),
+)
 
 
 _TRUE = {"true", "yes", "on", "1"}

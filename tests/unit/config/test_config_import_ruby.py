@@ -131,6 +131,8 @@ def test_small_forms(ruby: str, expected: dict[str, object]) -> None:
         ('load("extra.conf")\n', "convert that file too"),
         ('define_milter("a") do |milter|\n  milter.enabled = false\n', "block has no end"),
         ("manager.max_connections = 5 if big\n", "unexpected 'if big' after the value"),
+        ('define_milter("#{x}") do |milter|\n  milter.enabled = false\nend\n',
+         "string interpolation in the milter name"),
         ("stress.threshold_n_connections = -1\n", "expected a whole number of connections"),
         ("remote_network.add_local_address(NET)\n", "not a literal value"),
         ('remote_network.add_local_address("a", "b")\n', "expected one address in quotes"),
