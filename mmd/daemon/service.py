@@ -22,7 +22,7 @@ from mmd.adapters import notify
 from mmd.adapters.activation import take_activated_sockets
 from mmd.adapters.server import Generation, ServerState, listen, serve_socket
 from mmd.conditions.errors import ConditionConfigError
-from mmd.conditions.registry import ConditionRegistry, settings_from_table
+from mmd.conditions.registry import ConditionRegistry, needed_macros, settings_from_table
 from mmd.config.connection_spec import UnixSpec, parse_connection_spec
 from mmd.config.loader import ConfigError, apply_overrides, load_configuration
 from mmd.config.model import Configuration
@@ -37,10 +37,22 @@ from mmd.control import (
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
 from mmd.detection.model import DetectedMilter
+from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
 from mmd.engine.verdict import STATUS_VERDICTS
+from mmd.protocol.constants import MacroStage
 
 log = logging.getLogger("mmd.daemon")
+
+_MACRO_STAGES = {
+    Stage.CONNECT: MacroStage.CONNECT,
+    Stage.HELO: MacroStage.HELO,
+    Stage.MAIL: MacroStage.MAIL,
+    Stage.RCPT: MacroStage.RCPT,
+    Stage.DATA: MacroStage.DATA,
+    Stage.END_OF_HEADERS: MacroStage.END_OF_HEADERS,
+    Stage.END_OF_MESSAGE: MacroStage.END_OF_MESSAGE,
+}
 
 Detector = Callable[[], tuple[list[DetectedMilter], list[str]]]
 
@@ -55,8 +67,14 @@ class Options:
     group: str = ""
 
 
-def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configuration:
-    """Blocking: detection, then files, then command line, then runtime switches."""
+def load(
+    options: Options, enabled_overrides: Mapping[str, bool], partial: bool = False
+) -> Configuration:
+    """Blocking: detection, then files, then command line, then runtime switches.
+
+    With ``partial`` (at start), problems are logged and what loaded is used,
+    as the classic manager does; otherwise they raise ``ConfigError``.
+    """
     detected: list[DetectedMilter] = []
     if options.detector is not None:
         detected, problems = options.detector()
@@ -66,7 +84,18 @@ def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configurati
                 problem,
                 extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
             )
-    config = load_configuration(options.config_dir, detected)
+    try:
+        config = load_configuration(options.config_dir, detected)
+    except ConfigError as error:
+        if not partial or error.configuration is None:
+            raise
+        for problem in error.problems:
+            log.error(
+                "configuration: %s",
+                problem,
+                extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
+            )
+        config = error.configuration
     config = apply_overrides(config, options.overrides)
     for milter in config.milters:
         if milter.name in enabled_overrides:
@@ -102,10 +131,14 @@ def build_generation(config: Configuration, number: int) -> Generation:
             )
         )
     manager = config.manager
+    needed = needed_macros(c for child in children for c in child.conditions)
     settings = SessionSettings(
         fallback=STATUS_VERDICTS[manager.fallback_status],
         fallback_at_disconnect=STATUS_VERDICTS[manager.fallback_status_at_disconnect],
         chunk_size=manager.chunk_size,
+        needed_macros={
+            _MACRO_STAGES[stage]: names for stage, names in needed.items() if stage in _MACRO_STAGES
+        },
     )
     return Generation(manager, milters, tuple(children), settings, number)
 
@@ -137,7 +170,7 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         try:
-            config = await loop.run_in_executor(None, load, self.options, {})
+            config = await loop.run_in_executor(None, load, self.options, {}, True)
             generation = build_generation(config, 0)
         except (ConfigError, InvalidConfiguration) as error:
             log.error("configuration: %s", _one_line(error))

@@ -9,7 +9,7 @@ macro symbol lists are unioned per stage, order kept, duplicates dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mmd.protocol.constants import (
     MAX_VERSION,
@@ -31,7 +31,13 @@ def offer_to_children(mta_offer: Negotiate) -> Negotiate:
     )
 
 
-def merge_answers(mta_offer: Negotiate, answers: Sequence[Negotiate]) -> Negotiate:
+def merge_answers(
+    mta_offer: Negotiate,
+    answers: Sequence[Negotiate],
+    needed_macros: Mapping[MacroStage, Sequence[str]] | None = None,
+) -> Negotiate:
+    """``needed_macros`` (for conditions) join a stage's list only where a child asked
+    for a list: a negotiated list replaces the MTA's own defaults for that stage."""
     actions = Action(0)
     yes = Step(0)
     no_reply = NO_REPLY_STEPS if answers else Step(0)
@@ -45,6 +51,12 @@ def merge_answers(mta_offer: Negotiate, answers: Sequence[Negotiate]) -> Negotia
             for name in names.split():
                 if name not in merged:
                     merged.append(name)
+    for stage, wanted in (needed_macros or {}).items():
+        if stage in symbols:
+            for name in wanted:
+                wire = name if len(name) == 1 or name.startswith("{") else "{" + name + "}"
+                if wire not in symbols[stage]:
+                    symbols[stage].append(wire)
     return Negotiate(
         version=min(mta_offer.version, MAX_VERSION),
         actions=actions & mta_offer.actions,

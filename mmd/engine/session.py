@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mmd.engine.applicability import (
@@ -58,7 +58,7 @@ from mmd.engine.verdict import (
     reply_for,
 )
 from mmd.protocol import messages as m
-from mmd.protocol.constants import Family, Step
+from mmd.protocol.constants import Family, MacroStage, Step
 
 # ---------------------------------------------------------------- settings
 
@@ -76,6 +76,8 @@ class SessionSettings:
     fallback: Verdict = Verdict.ACCEPT
     fallback_at_disconnect: Verdict = Verdict.TEMPFAIL
     chunk_size: int = 65535
+    # macros the conditions read, by stage (names without braces)
+    needed_macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- actions
@@ -374,7 +376,7 @@ class Session:
 
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
-        merged = merge_answers(self._offer, self._answers)
+        merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
         self._mta_steps = merged.steps
         self._out.append(ToMta(merged))
         self._phase = _Phase.IDLE
