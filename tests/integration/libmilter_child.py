@@ -2,12 +2,14 @@
 
 Usage: ``/usr/bin/python3 libmilter_child.py SOCKET_PATH``. It answers every
 stage with continue, rejects recipients starting with ``<reject`` through a
-reply code, and at end-of-message sends one of every change libmilter can
-send, then accepts. Kept free of mmd imports: Debian's python3 runs it.
+reply code, and at end-of-message reports what libmilter decoded from our
+commands (a JSON list in the header ``X-Seen``), sends one of every other
+change libmilter can send, then accepts. Kept free of mmd imports: Debian's python3 runs it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import Milter
@@ -15,13 +17,16 @@ import Milter
 
 class Child(Milter.Base):  # type: ignore[misc]
     def __init__(self) -> None:
-        self.headers = 0
+        self.seen: list[object] = []
         self.body_bytes = 0
 
     def connect(self, hostname: str, family: int, hostaddr: object) -> int:
+        self.seen.append(["connect", hostname, family, hostaddr,
+                          self.getsymval("j"), self.getsymval("{daemon_name}")])
         return int(Milter.CONTINUE)
 
     def hello(self, name: str) -> int:
+        self.seen.append(["helo", name])
         return int(Milter.CONTINUE)
 
     def negotiate(self, opts: list[int]) -> int:
@@ -32,9 +37,12 @@ class Child(Milter.Base):  # type: ignore[misc]
         return result
 
     def envfrom(self, sender: str, *args: str) -> int:
+        self.seen.append(["mail", sender, *args,
+                          self.getsymval("{auth_type}"), self.getsymval("i")])
         return int(Milter.CONTINUE)
 
     def envrcpt(self, recipient: str, *args: str) -> int:
+        self.seen.append(["rcpt", recipient, *args])
         if recipient.startswith("<reject"):
             self.setreply("550", "5.7.1", "Rejected by the test child")
             return int(Milter.REJECT)
@@ -44,10 +52,11 @@ class Child(Milter.Base):  # type: ignore[misc]
         return int(Milter.CONTINUE)
 
     def unknown(self, command: str) -> int:
+        self.seen.append(["unknown", command])
         return int(Milter.CONTINUE)
 
     def header(self, name: str, value: str) -> int:
-        self.headers += 1
+        self.seen.append(["header", name, value])
         return int(Milter.CONTINUE)
 
     def eoh(self) -> int:
@@ -58,7 +67,8 @@ class Child(Milter.Base):  # type: ignore[misc]
         return int(Milter.CONTINUE)
 
     def eom(self) -> int:
-        self.addheader("X-Test-Child", f"{self.headers} headers, {self.body_bytes} body bytes")
+        self.seen.append(["body", self.body_bytes])
+        self.addheader("X-Seen", json.dumps(self.seen))
         self.addheader("X-First", "inserted", 0)
         self.chgheader("Subject", 1, "changed subject")
         self.addrcpt("<added@example.org>")
