@@ -60,6 +60,8 @@ class FilesystemUnitStates:
             text = self.files.read(fragment) or ""
             has_install = re.search(r"^\s*\[Install\]", text, re.MULTILINE) is not None
             file_state = "enabled" if wanted else ("disabled" if has_install else "static")
+            if fragment.startswith("/run/systemd/generator"):
+                file_state = "generated"  # as systemd reports it; the target's wants decide
             return UnitState(
                 name,
                 "loaded",

@@ -65,3 +65,14 @@ def test_detect_with_links_on_a_debian_root(tmp_path: Path) -> None:
     assert errors == []
     assert {m.name for m in milters} == set(DEBIAN_EXPECTED)
     assert sorted(m.name for m in milters if m.enabled) == ["opendkim", "spamass-milter"]
+
+
+def test_generator_output_reads_generated(tmp_path: Path) -> None:
+    write(tmp_path, "/run/systemd/generator.late/g.service", "[Service]\nExecStart=/g\n")
+    _link(tmp_path, "/run/systemd/generator.late/multi-user.target.wants/g.service", "../g.service")
+    state = FilesystemUnitStates(tmp_path).unit_state("g.service")
+    assert (state.unit_file_state, state.wanted_by_target, decide(state).enabled) == (
+        "generated",
+        True,
+        True,
+    )
