@@ -119,21 +119,8 @@ class Unknown:
 
 
 CommandMessage = (
-    Negotiate
-    | Macro
-    | Connect
-    | Helo
-    | Mail
-    | Rcpt
-    | Data
-    | Header
-    | EndOfHeaders
-    | Body
-    | EndOfMessage
-    | Abort
-    | Quit
-    | QuitNewConnection
-    | Unknown
+    Negotiate | Macro | Connect | Helo | Mail | Rcpt | Data | Header | EndOfHeaders | Body
+    | EndOfMessage | Abort | Quit | QuitNewConnection | Unknown
 )
 
 # ---------------------------------------------------------------- replies
@@ -259,15 +246,10 @@ class SetSymbolList:
 
 VerdictReply = Accept | Continue | Reject | Tempfail | Discard | ConnectionFail | Shutdown | Skip
 Modification = (
-    AddHeader
-    | InsertHeader
-    | ChangeHeader
-    | AddRecipient
-    | AddRecipientWithArgs
-    | DeleteRecipient
-    | ChangeFrom
-    | ReplaceBody
-    | Quarantine
+    AddHeader | InsertHeader | ChangeHeader | AddRecipient | AddRecipientWithArgs
+    | DeleteRecipient | ChangeFrom | ReplaceBody | Quarantine
 )
-ReplyMessage = Negotiate | VerdictReply | Progress | ReplyCode | Modification | SetSymbolList
+ReplyMessage = (
+    Negotiate | VerdictReply | Progress | ReplyCode | Modification | SetSymbolList
+)
 Message = CommandMessage | ReplyMessage
