@@ -19,6 +19,7 @@ from pystemd.systemd1 import Manager, Unit
 from mmd.detection.detect import detect
 from mmd.detection.model import DetectedMilter
 from mmd.detection.units import ENABLED_FILE_STATES, UnitState
+from mmd.detection.units_fs import FilesystemUnitStates
 
 # A target in one of these states (or the default target) pulls in what it wants.
 _LIVE_STATES = frozenset({"active", "activating", "reloading"})
@@ -102,10 +103,19 @@ def system_unit_states() -> Iterator[SystemdUnitStates]:
 def detect_installed_milters(root: Path = Path("/")) -> tuple[list[DetectedMilter], list[str]]:
     """Blocking: run detection against the running systemd; never raises.
 
+    Without a reachable systemd, enablement is read from the links on disk
+    (``FilesystemUnitStates``) and the first error line says so.
+
     Run it with ``loop.run_in_executor(None, detect_installed_milters)``.
     """
     try:
         with system_unit_states() as units:
             return detect(root, units)
-    except Exception as error:  # no bus, no systemd: keep the configured milters only
-        return [], [f"detection: cannot ask systemd over D-Bus ({type(error).__name__}: {error})"]
+    except Exception as error:  # no bus, no systemd as PID 1: read the links on disk
+        milters, errors = detect(root, FilesystemUnitStates(root))
+        reason = f"{type(error).__name__}: {error}"
+        line = (
+            f"detection: cannot ask systemd over D-Bus ({reason}); "
+            "enablement read from unit links on disk"
+        )
+        return milters, [line, *errors]

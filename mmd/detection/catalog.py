@@ -60,6 +60,7 @@ class MilterEntry:
     units: tuple[str, ...]  # service units, Debian/Ubuntu first, then RHEL/Fedora
     config_files: tuple[str, ...] = ()  # the milter's own files, first readable hit wins
     parser: ConfigParser | None = None  # how to read config_files
+    setting: str = ""  # the setting the parser reads, for the docs
     config_option: str = ""  # ExecStart option naming the config file ("" = none)
     socket_option: str = "-p"  # ExecStart option naming the socket ("" = none)
     environment_files: tuple[str, ...] = ()  # /etc/default, /etc/sysconfig (shell syntax)
@@ -84,6 +85,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("milter-greylist.service",),
         config_files=("/etc/milter-greylist/greylist.conf", "/etc/mail/greylist.conf"),
         parser=milter_greylist,
+        setting="`socket`, largest `tarpit`",
         config_option="-f",
         environment_files=_env("milter-greylist"),
         packaged_sockets=(
@@ -98,6 +100,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("clamav-milter.service",),
         config_files=("/etc/clamav/clamav-milter.conf", "/etc/mail/clamav-milter.conf"),
         parser=clamav_milter,
+        setting="`MilterSocket` (an `Example` line: not configured)",
         config_option="-c",
         socket_option="",
         environment_files=_env("clamav-milter"),
@@ -124,6 +127,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("opendkim.service",),
         config_files=("/etc/opendkim.conf",),
         parser=keyword("Socket"),
+        setting="`Socket`",
         config_option="-x",
         packaged_sockets=(
             PackagedSocket("unix:/run/opendkim/opendkim.sock", "debian"),
@@ -136,6 +140,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("dkim-filter.service",),
         config_files=("/etc/dkim-filter.conf",),
         parser=keyword("Socket"),
+        setting="`Socket`",
         config_option="-x",
         environment_files=_env("dkim-filter"),
         socket_variables=("SOCKET",),
@@ -147,6 +152,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("opendmarc.service",),
         config_files=("/etc/opendmarc.conf",),
         parser=keyword("Socket"),
+        setting="`Socket`",
         config_option="-c",
         packaged_sockets=(
             PackagedSocket("unix:/run/opendmarc/opendmarc.sock", "debian"),
@@ -164,6 +170,7 @@ CATALOG: tuple[MilterEntry, ...] = (
             "/etc/rspamd/worker-proxy.inc",
         ),
         parser=rspamd_proxy,
+        setting="`bind_socket` (`milter = no`: not a milter)",
         socket_option="",
         packaged_sockets=(PackagedSocket("inet:11332@localhost"),),
         default_conditions=CONTENT_SCAN_CONDITIONS,
@@ -186,6 +193,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("dkimpy-milter.service",),
         config_files=("/etc/dkimpy-milter/dkimpy-milter.conf",),
         parser=keyword("Socket"),
+        setting="`Socket`",
         config_option="",
         socket_option="",
         packaged_sockets=(PackagedSocket("inet:8892@localhost"),),
@@ -196,6 +204,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("pyspf-milter.service",),
         config_files=("/etc/pyspf-milter/pyspf-milter.conf",),
         parser=keyword("Socket"),
+        setting="`Socket`",
         socket_option="",
         packaged_sockets=(PackagedSocket("unix:/run/pyspf-milter/pyspf-milter.sock"),),
     ),
@@ -205,6 +214,7 @@ CATALOG: tuple[MilterEntry, ...] = (
         units=("enma.service",),
         config_files=("/etc/enma.conf", "/etc/enma/enma.conf"),
         parser=colon_keyword("milter.socket"),
+        setting="`milter.socket`",
         config_option="-c",
         socket_option="",
         environment_files=_env("enma"),
@@ -226,3 +236,39 @@ def entry(name: str) -> MilterEntry:
         if candidate.name == name:
             return candidate
     raise KeyError(name)
+
+
+def markdown_table(catalog: tuple[MilterEntry, ...] = CATALOG) -> str:
+    """The catalog as the table in docs/detection.md (a test keeps the two equal)."""
+    rows = [
+        "| milter | units | socket read from, in order | packaged default | default conditions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for item in catalog:
+        sources = [f"ExecStart `{item.socket_option}`"] if item.socket_option else []
+        if item.config_files:
+            named = f"the `{item.config_option}` file, else " if item.config_option else ""
+            files = ", ".join(f"`{path}`" for path in item.config_files)
+            sources.append(f"{named}{files}: {item.setting}")
+        variables = ", ".join([*item.socket_variables, "generic variables"])
+        env_files = ", ".join(f"`{path}`" for path in item.environment_files)
+        sources.append(f"unit environment{' and ' + env_files if env_files else ''}: {variables}")
+        if item.socket_units:
+            sources.append("ListenStream of " + ", ".join(item.socket_units))
+        defaults = [f"`{p.spec}`{_when(p)}" for p in item.packaged_sockets]
+        cells = (
+            item.name,
+            ", ".join(item.units),
+            "; ".join(sources),
+            "; ".join(defaults) or "none",
+            ", ".join(item.default_conditions) or "none",
+        )
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _when(packaged: PackagedSocket) -> str:
+    conditions = [packaged.family] if packaged.family else []
+    if packaged.requires:
+        conditions.append(f"if `{packaged.requires}` exists")
+    return f" ({', '.join(conditions)})" if conditions else ""

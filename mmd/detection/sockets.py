@@ -30,7 +30,7 @@ from mmd.detection.configs import ConfigFinding
 from mmd.detection.files import RootFiles
 from mmd.detection.shellvars import parse_assignments
 from mmd.detection.specs import host_port_spec, normalize_spec
-from mmd.detection.unitfile import UnitFile, expand_argv, option_value
+from mmd.detection.unitfile import UnitFile, expand_argv, option_value, unwrap_shell
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,7 @@ def discover_socket(
     notes: list[str] = []
     environment = _environment(entry, files, service)
     argv = expand_argv(service.exec_start, environment.values) if service else []
+    argv = unwrap_shell(argv, environment.values)
     exec_origin = f"{service.exec_start_file} ExecStart" if service else ""
 
     config = _read_config(entry, files, argv, notes)

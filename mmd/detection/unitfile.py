@@ -164,6 +164,13 @@ def expand_argv(argv: tuple[str, ...], variables: dict[str, str]) -> list[str]:
     return out
 
 
+def unwrap_shell(argv: list[str], variables: dict[str, str]) -> list[str]:
+    """``/bin/sh -c 'milter -p $SOCKET'`` -> the milter's own argv, shell-expanded."""
+    if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in ("sh", "bash", "dash") and argv[1] == "-c":
+        return [expand(word, variables) for word in _split(argv[2])]
+    return argv
+
+
 def option_value(argv: list[str], option: str) -> str | None:
     """The value of ``-x VALUE`` or ``-xVALUE`` (the last one wins, as with getopt)."""
     found: str | None = None

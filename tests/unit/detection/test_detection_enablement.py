@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from mmd.detection.catalog import CATALOG, entry
+from mmd.detection.catalog import CATALOG, entry, markdown_table
 from mmd.detection.units import UnitState, decide
 
 
@@ -81,3 +83,11 @@ def test_catalog_is_well_formed() -> None:
     assert all(entry(name).default_conditions == () for name in others)
     with pytest.raises(KeyError):
         entry("nonexistent")
+
+
+def test_docs_table_matches_catalog() -> None:
+    docs = Path(__file__).resolve().parents[3] / "docs" / "detection.md"
+    text = docs.read_text()
+    begin, end = "<!-- catalog-table:begin -->\n", "<!-- catalog-table:end -->"
+    table = text[text.index(begin) + len(begin) : text.index(end)]
+    assert table == markdown_table()

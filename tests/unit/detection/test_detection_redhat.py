@@ -117,3 +117,20 @@ def test_sysconfig_generic_variable(tmp_path: Path) -> None:
     spf = next(m for m in milters if m.name == "spfmilter")
     assert spf.connection_spec == "inet:10026@localhost"
     assert spf.origin == "detected: spfmilter.service, /etc/sysconfig/spfmilter CONNECTION_SPEC"
+
+
+def test_shell_wrapped_exec_start(tmp_path: Path) -> None:
+    root = redhat_root(tmp_path)
+    write(root, "/etc/sysconfig/spamass-milter", "SOCKET_GROUP=postfix\n")
+    write(
+        root,
+        "/usr/lib/systemd/system/spamass-milter.service",
+        unit(
+            "/bin/sh -c 'exec /usr/sbin/spamass-milter -p ${SOCKET:-/run/sm/default.sock} $FLAGS'",
+            "EnvironmentFile=-/etc/sysconfig/spamass-milter",
+        ),
+    )
+    milters, errors = detect(root, redhat_units())
+    assert errors == []
+    spamass = next(m for m in milters if m.name == "spamass-milter")
+    assert spamass.connection_spec == "unix:/run/sm/default.sock"
