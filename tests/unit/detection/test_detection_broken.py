@@ -5,11 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from detection_fakes import DEBIAN_EXPECTED, DEBIAN_UNITS, all_enabled, debian_root, write
-
 from mmd.detection.detect import detect
 from mmd.detection.model import DetectedMilter
 from mmd.detection.units import UnitState
+from tests.unit.detection.detection_fakes import (
+    DEBIAN_EXPECTED,
+    DEBIAN_UNITS,
+    all_enabled,
+    debian_root,
+    write,
+)
 
 
 def _names(milters: Sequence[DetectedMilter]) -> set[str]:

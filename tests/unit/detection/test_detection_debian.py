@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from detection_fakes import (
+
+from mmd.detection.catalog import CATALOG
+from mmd.detection.detect import detect
+from tests.unit.detection.detection_fakes import (
     DEBIAN_EXPECTED,
     DEBIAN_UNITS,
     FakeUnits,
@@ -13,9 +16,6 @@ from detection_fakes import (
     debian_root,
     write,
 )
-
-from mmd.detection.catalog import CATALOG
-from mmd.detection.detect import detect
 
 
 def test_every_catalog_milter_is_covered_by_the_debian_fixture() -> None:

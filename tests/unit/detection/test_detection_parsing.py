@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from detection_fakes import write
 
 from mmd.detection.configs import (
     clamav_milter,
@@ -18,6 +17,7 @@ from mmd.detection.files import RootFiles
 from mmd.detection.shellvars import expand, parse_assignments
 from mmd.detection.specs import host_port_spec, normalize_spec
 from mmd.detection.unitfile import expand_argv, find_unit, option_value
+from tests.unit.detection.detection_fakes import write
 
 
 @pytest.mark.parametrize(

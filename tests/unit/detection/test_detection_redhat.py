@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detection_fakes import FakeUnits, unit, write
-
 from mmd.detection.detect import detect
+from tests.unit.detection.detection_fakes import FakeUnits, unit, write
 
 
 def redhat_root(root: Path) -> Path:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from detection_fakes import DEBIAN_EXPECTED, debian_root, unit, write
-
 from mmd.detection.detect import detect
 from mmd.detection.units import decide
 from mmd.detection.units_fs import FilesystemUnitStates
+from tests.unit.detection.detection_fakes import DEBIAN_EXPECTED, debian_root, unit, write
 
 
 def _link(root: Path, link: str, target: str) -> None:
