@@ -100,15 +100,18 @@ class Daemon:
             text += f"\n--- {extra_log}:\n{read_tail(extra_log)}"
         return text
 
+    def terminate(self) -> None:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 10.0) -> None:
-        if not self.alive():
-            return
-        self.process.send_signal(signal.SIGTERM)
+        """SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds."""
+        self.terminate()
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout)
+            self.process.wait(10)
 
 
 def kill_pid_file(path: Path, timeout: float = 10.0) -> None:

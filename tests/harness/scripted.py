@@ -50,7 +50,8 @@ class Recorder:
         """The latest ``name`` event (Postfix reconnects to milters after XCLIENT)."""
         for event in reversed(self.events()):
             if event["event"] == name:
-                return event
+                found: dict[str, Any] = event
+                return found
         raise AssertionError(f"no {name!r} event; saw {self.names()}")
 
     def macros(self, name: str) -> dict[str, str]:
