@@ -184,7 +184,16 @@ class Postfix:
         """Make smtpd (and cleanup) talk to these milters, in order; reload if changed."""
         if tuple(specs) == self.milters:
             return
-        self.postconf("-e", f"smtpd_milters={' '.join(specs)}")
+        self.configure(smtpd_milters=" ".join(specs))
+        self.milters = tuple(specs)
+
+    def configure(self, **parameters: str) -> None:
+        """``postconf -e NAME=VALUE...`` then reload, e.g. ``milter_connect_macros=...``."""
+        self.postconf("-e", *(f"{name}={value}" for name, value in parameters.items()))
+        self.reload()
+
+    def reload(self) -> None:
+        """Reload and wait until no smtpd/cleanup process with the old settings is left."""
         reloads = self._log_count("reload -- version")
         # what "postfix reload" does, without its seconds of integrity checks
         master = int((self.queue / "pid" / "master.pid").read_text().split()[0])
@@ -198,7 +207,6 @@ class Postfix:
             if time.monotonic() > deadline:
                 raise DaemonError(f"postfix did not reload:\n{read_tail(self.maillog)}")
             time.sleep(0.02)
-        self.milters = tuple(specs)
 
     @staticmethod
     def _milter_clients(master: int) -> set[int]:
