@@ -317,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,  # -h is --header, as in the classic tool
         description="Talk the MTA side of the milter protocol to one milter for one "
         "session and print its verdict (and, with --output-message, the changed message).",
-        epilog="Exit status: 0 when the session ran to a verdict, 1 on a bad option, "
-        "a connection failure, a timeout or a protocol error.",
+        epilog="Exit status: 0 when the session ran to a verdict (whatever it is); 1 on a "
+        "bad option value, a connection failure, a timeout or a protocol error; 2 on an "
+        "unknown option.",
     )
     add = parser.add_argument
     add("--help", action="help", help="Show this help and exit.")
