@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mmd.protocol import messages as m
-from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
+from mmd.protocol.codec import Decoder, Direction, EncodeError, ProtocolError, encode
 from mmd.protocol.constants import (
     ALL_ACTIONS,
     ALL_STEPS,
@@ -208,7 +208,11 @@ class MilterConnection:
         if self._trace is not None:
             for message in messages:
                 self._trace("send", message)
-        self._writer.write(b"".join(encode(message) for message in messages))
+        try:
+            data = b"".join(encode(message) for message in messages)
+        except EncodeError as error:
+            raise SessionError(f"cannot send: {error}") from error
+        self._writer.write(data)
         try:
             await asyncio.wait_for(self._writer.drain(), self._timeouts.writing)
         except TimeoutError as error:

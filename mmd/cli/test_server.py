@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
-import difflib
 import secrets
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -174,23 +173,51 @@ def _header_lines(prefix: str, header: tuple[str, str], color: bool) -> list[str
     return [_paint(line, prefix, color) for line in lines]
 
 
-def _diff(before: Sequence[T], after: Sequence[T]) -> list[tuple[str, T]]:
+def _diff(
+    before: Sequence[T], after: Sequence[T], same_slot: Callable[[T, T], bool],
+    pair_replacements: bool = False,
+) -> list[tuple[str, T]]:
     """Lines of a change listing: kept items ``" "``, removed ``"-"``, added ``"+"``.
 
-    A changed item (same position, replaced) shows as ``-`` then ``+`` right after it.
+    Walks both lists like the classic tool: an item missing from the rest of the
+    original is an addition, one missing from the rest of the result a removal,
+    and an item replaced in place (``same_slot``, e.g. the same header name)
+    shows as ``-`` then ``+``. With ``pair_replacements`` (envelope recipients, as the
+    classic prints them) an item replaced by a new one shows as ``-`` then ``+`` too.
     """
     out: list[tuple[str, T]] = []
-    matcher = difflib.SequenceMatcher(a=list(before), b=list(after), autojunk=False)
-    for tag, a1, a2, b1, b2 in matcher.get_opcodes():
-        if tag == "equal":
-            out += [(" ", item) for item in before[a1:a2]]
-        elif tag == "replace" and a2 - a1 == b2 - b1:
-            for old, new in zip(before[a1:a2], after[b1:b2], strict=True):
-                out += [("-", old), ("+", new)]
+    i = j = 0
+    while i < len(before) and j < len(after):
+        old, new = before[i], after[j]
+        if old == new:
+            out.append((" ", old))
+            i, j = i + 1, j + 1
+        elif pair_replacements and new not in before[i:] and old not in after[j:]:
+            out += [("-", old), ("+", new)]
+            i, j = i + 1, j + 1
+        elif new not in before[i:]:
+            out.append(("+", new))
+            j += 1
+        elif old not in after[j:]:
+            out.append(("-", old))
+            i += 1
+        elif same_slot(old, new):
+            out += [("-", old), ("+", new)]
+            i, j = i + 1, j + 1
         else:
-            out += [("-", item) for item in before[a1:a2]]
-            out += [("+", item) for item in after[b1:b2]]
+            out.append(("+", new))
+            j += 1
+    out += [("-", item) for item in before[i:]]
+    out += [("+", item) for item in after[j:]]
     return out
+
+
+def _same_header_name(old: tuple[str, str], new: tuple[str, str]) -> bool:
+    return old[0].lower() == new[0].lower()
+
+
+def _any_slot(old: str, new: str) -> bool:
+    return True
 
 
 def _charset(headers: Sequence[tuple[str, str]]) -> str | None:
@@ -227,10 +254,10 @@ def format_message(original: Mail, result: Mail, color: bool = False) -> list[st
     else:
         lines.append(_envelope_line("-", "MAIL FROM", original.envelope_from, color))
         lines.append(_envelope_line("+", "MAIL FROM", result.envelope_from, color))
-    for prefix, recipient in _diff(original.recipients, result.recipients):
+    for prefix, recipient in _diff(original.recipients, result.recipients, _any_slot, True):
         lines.append(_envelope_line(prefix, "RCPT TO", recipient, color))
     lines.append("Header:--------------------------------")
-    for prefix, header in _diff(original.headers, result.headers):
+    for prefix, header in _diff(original.headers, result.headers, _same_header_name):
         lines += _header_lines(prefix, header, color)
     lines.append("Body:----------------------------------")
     body = result.replaced_body if result.replaced_body is not None else original.body
@@ -290,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,  # -h is --header, as in the classic tool
         description="Talk the MTA side of the milter protocol to one milter for one "
         "session and print its verdict (and, with --output-message, the changed message).",
-        epilog="Exit status: 0 when the session ran to a verdict, 1 on a bad option, "
-        "a connection failure, a timeout or a protocol error.",
+        epilog="Exit status: 0 when the session ran to a verdict (whatever it is); 1 on a "
+        "bad option value, a connection failure, a timeout or a protocol error; 2 on an "
+        "unknown option.",
     )
     add = parser.add_argument
     add("--help", action="help", help="Show this help and exit.")

@@ -45,8 +45,9 @@ from typing import Any
 
 import Milter
 
+CONTINUE: int = Milter.CONTINUE
 STAGES = ("connect", "helo", "envfrom", "envrcpt", "data", "header", "eoh", "body", "eom")
-VERDICTS = {
+VERDICTS: dict[str, int] = {
     "continue": Milter.CONTINUE,
     "accept": Milter.ACCEPT,
     "reject": Milter.REJECT,
@@ -181,11 +182,11 @@ class ScriptedMilter(Milter.Base):  # type: ignore[misc]
 
     def abort(self) -> int:
         self._record("abort", [])
-        return Milter.CONTINUE
+        return CONTINUE
 
     def close(self) -> int:
         self._record("close", [])
-        return Milter.CONTINUE
+        return CONTINUE
 
     # -------------------------------------------------------- script
 
@@ -206,7 +207,7 @@ class ScriptedMilter(Milter.Base):  # type: ignore[misc]
         behaviour: dict[str, Any] = SCRIPT.get("stages", {}).get(stage, {})
         match = behaviour.get("match")
         if match is not None and not any(match in str(_text(arg)) for arg in args):
-            return Milter.CONTINUE
+            return CONTINUE
         if behaviour.get("crash"):
             os.kill(os.getpid(), signal.SIGKILL)
         if behaviour.get("exit"):
