@@ -36,7 +36,6 @@ from tests.dbus_support import (
     start_bus,
 )
 
-
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect  # untyped in dbus-next
 
 
