@@ -326,7 +326,12 @@ def busctl(
 
 
 def dbus_send(
-    address: str, member: str, *args: str, user: str | None = None
+    address: str,
+    member: str,
+    *args: str,
+    user: str | None = None,
+    destination: str = "org.miltermanager.Manager1",
+    path: str = "/org/miltermanager/Manager1",
 ) -> subprocess.CompletedProcess[str]:
     """dbus-send prints the error *name*, which busctl does not."""
     command = [
@@ -334,8 +339,8 @@ def dbus_send(
         "dbus-send",
         f"--bus={address}",
         "--print-reply",
-        "--dest=org.miltermanager.Manager1",
-        "/org/miltermanager/Manager1",
+        f"--dest={destination}",
+        path,
         member,
         *args,
     ]
