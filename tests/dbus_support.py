@@ -30,6 +30,7 @@ DBUS_DIR = REPO / "dbus"
 POLICY_FILE = DBUS_DIR / "org.miltermanager.Manager1.conf"
 INTROSPECTION_FILE = DBUS_DIR / "org.miltermanager.Manager1.xml"
 ACTIVATION_FILE = DBUS_DIR / "org.miltermanager.Manager1.service"
+DOCS_FILE = REPO / "docs" / "dbus.md"
 
 SHOW_CONFIG_TEXT = """\
 # /etc/milter-manager/milter-manager.toml
@@ -396,3 +397,30 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+# -- docs/dbus.md examples ------------------------------------------------------------------
+
+CONSOLE_BLOCK = "```console\n"
+
+
+def console_commands(markdown: str) -> list[tuple[str, str]]:
+    """(command, documented output) for every ``$ `` line in the ```console blocks, in order."""
+    examples: list[tuple[str, str]] = []
+    for block in markdown.split(CONSOLE_BLOCK)[1:]:
+        for line in block.split("```", 1)[0].splitlines(keepends=True):
+            if line.startswith("$ "):
+                examples.append((line[2:].rstrip("\n"), ""))
+            elif examples:
+                command, output = examples[-1]
+                examples[-1] = (command, output + line)
+    return examples
+
+
+def run_example(command: str, address: str) -> str:
+    """Run a documented busctl command against ADDRESS instead of the system bus."""
+    if not command.startswith("busctl "):
+        raise ValueError(f"examples must start with busctl: {command}")
+    full = command.replace("busctl ", f"busctl --address={address} ", 1)
+    result = subprocess.run(full, shell=True, capture_output=True, text=True, timeout=30)
+    return result.stdout + result.stderr

@@ -35,9 +35,7 @@ class Stage(enum.Enum):
 ENVELOPE_STAGES = frozenset(
     {Stage.CONNECT, Stage.HELO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.UNKNOWN}
 )
-MESSAGE_STAGES = frozenset(
-    {Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE}
-)
+MESSAGE_STAGES = frozenset({Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE})
 # a child stopped by a condition at one of these is out for the whole connection
 CONNECTION_STAGES = frozenset({Stage.CONNECT, Stage.HELO})
 

@@ -27,14 +27,21 @@ from mmd.adapters.dbus_service import (
     is_admin,
 )
 from tests.dbus_support import (
+    DOCS_FILE,
     INTROSPECTION_FILE,
     SHOW_CONFIG_TEXT,
     FakeControl,
     LoopThread,
     PrivateBus,
     busctl,
+    console_commands,
+    run_example,
     start_bus,
 )
+
+MEMBERS = ["Reload", "ListMilters", "GetMilter", "SetMilterEnabled", "GetStatistics",
+           "ShowConfig", "Version", "State", "ActiveSessions", "TotalSessions",
+           "ConfigurationFiles"]  # fmt: skip
 
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect  # untyped in dbus-next
 
@@ -367,3 +374,16 @@ def test_is_admin_root_and_unprivileged() -> None:
     assert is_admin(0) is True
     assert is_admin(65534) is False  # nobody
     assert is_admin(2**31 - 7) is False  # a uid with no passwd entry
+
+
+# -- the documentation -------------------------------------------------------------------
+
+
+def test_docs_examples_are_real(bus: PrivateBus, service: DBusHandle) -> None:
+    """Every ```console example in docs/dbus.md, replayed in order, prints what the doc says."""
+    examples = console_commands(DOCS_FILE.read_text())
+    assert len(examples) >= 12
+    documented_members = {m for c, _ in examples for m in MEMBERS if f" {m}" in c}
+    assert documented_members == set(MEMBERS)
+    for command, documented in examples:
+        assert run_example(command, bus.address) == documented, command
