@@ -3,7 +3,9 @@
     python bench/dbus_control.py            # the real daemon (milter-manager) under session load
     python bench/dbus_control.py --fake     # only the D-Bus side: the adapter over a fake Control
 
-The daemon run starts a private dbus-daemon, then ``milter-manager -s unix:PATH -c DIR``
+The daemon run starts a private dbus-daemon, then
+``milter-manager -s unix:PATH -c DIR --no-detection`` (no child milters: the
+manager alone, so any stall is the manager's)
 with ``DBUS_SYSTEM_BUS_ADDRESS`` pointing at it, waits until it owns
 org.miltermanager.Manager1, and runs a session load (``milter-test-server``
 sessions against the daemon's socket) twice: alone, and while 100 busctl
@@ -50,22 +52,26 @@ def time_busctl_calls(address: str, count: int = 100) -> list[float]:
     """Fire COUNT busctl calls one after another; seconds each. Fails loudly on any error."""
     times: list[float] = []
     for index in range(count):
-        command = ["busctl", f"--address={address}", *CONTROL_CALLS[index % len(CONTROL_CALLS)]]
+        call = ["busctl", f"--address={address}", *CONTROL_CALLS[index % len(CONTROL_CALLS)]]
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, timeout=30)
+        subprocess.run(call, check=True, capture_output=True, timeout=30)
         times.append(time.perf_counter() - started)
     return times
 
 
+def command(program: str, module: str) -> list[str]:
+    """The installed console script, or the module run by this interpreter (a bare checkout)."""
+    found = shutil.which(program)
+    return [found] if found else [sys.executable, "-m", module]
+
+
 def run_session_load(socket_path: Path, sessions: int, concurrency: int) -> list[float]:
     """SESSIONS milter-test-server sessions, CONCURRENCY at a time; seconds each."""
-    test_server = shutil.which("milter-test-server")
-    if test_server is None:
-        raise RuntimeError("milter-test-server is not on PATH (pip install -e . in the venv)")
+    test_server = command("milter-test-server", "mmd.cli.test_server")
 
     def one_session(_: int) -> float:
         started = time.perf_counter()
-        subprocess.run([test_server, "-s", f"unix:{socket_path}"], check=True,
+        subprocess.run([*test_server, "-s", f"unix:{socket_path}"], check=True,
                        capture_output=True, timeout=60)  # fmt: skip
         return time.perf_counter() - started
 
@@ -115,9 +121,7 @@ def bench_fake(calls: int) -> None:
 
 
 def bench_daemon(calls: int, sessions: int, concurrency: int) -> None:
-    manager = shutil.which("milter-manager")
-    if manager is None:
-        raise RuntimeError("milter-manager is not on PATH (pip install -e . in the venv)")
+    manager = command("milter-manager", "mmd.cli.manager")
     bus: PrivateBus = start_bus("session")
     work = Path(tempfile.mkdtemp(prefix="mmd-bench-dbus-"))
     config_dir = work / "etc"
@@ -127,8 +131,12 @@ def bench_daemon(calls: int, sessions: int, concurrency: int) -> None:
         f'[manager]\nconnection_spec = "unix:{socket_path}"\n'
     )
     daemon = subprocess.Popen(
-        [manager, "-s", f"unix:{socket_path}", "-c", str(config_dir)],
-        env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus.address},
+        [*manager, "-s", f"unix:{socket_path}", "-c", str(config_dir), "--no-detection"],
+        env={
+            **os.environ,
+            "DBUS_SYSTEM_BUS_ADDRESS": bus.address,
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        },
         stdout=subprocess.DEVNULL,
     )
     try:
