@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Status(enum.Enum):
@@ -84,6 +85,31 @@ class Configuration:
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     milters: list[MilterConfig] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # files read, in order
+    # the raw ``[conditions]`` table (merged over the files, later wins), parsed elsewhere
+    conditions_table: dict[str, Any] = field(default_factory=dict)
+    # (key, subkey, ...) inside [conditions] -> FILE:LINE; see condition_origin()
+    conditions_origins: dict[tuple[str | int, ...], Origin] = field(default_factory=dict)
+    # values given on the command line (key -> value), re-applied on reload
+    overrides: dict[str, object] = field(default_factory=dict)
+
+    def condition_origin(self, *path: str | int) -> Origin:
+        """Where ``[conditions]`` key ``path`` was set (nearest located parent), for errors."""
+        for end in range(len(path), -1, -1):
+            found = self.conditions_origins.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return DEFAULT
+
+    def condition_origin_for(self, key_path: str) -> Origin:
+        """``condition_origin`` for a dotted key path such as
+        ``conditions.custom[1].name`` (the form condition errors use)."""
+        parts: list[str | int] = []
+        for piece in key_path.replace("]", "").replace("[", ".").split("."):
+            if piece:
+                parts.append(int(piece) if piece.isdigit() else piece)
+        if parts[:1] == ["conditions"]:
+            parts = parts[1:]
+        return self.condition_origin(*parts)
 
     def enabled_milters(self) -> list[MilterConfig]:
         return [m for m in self.milters if m.enabled]

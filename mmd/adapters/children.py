@@ -1,0 +1,180 @@
+"""Connections to child milters for one MTA connection (asyncio protocols).
+
+Each ``ChildLink`` turns the engine's ``ToChild`` actions into bytes on a
+socket and the child's bytes into replies for the engine. It owns the
+child's four timeouts: connecting (connection_timeout), a write that does not
+drain (writing_timeout), a reply that does not come (reading_timeout, or
+end_of_message_timeout for end-of-message). Whatever goes wrong is reported
+once through ``on_failure``; the engine decides what it means for the mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
+from mmd.config.model import MilterConfig
+from mmd.engine.applicability import Stage
+from mmd.protocol import messages as m
+from mmd.protocol.codec import Decoder, Direction, ProtocolError
+
+ReplyHandler = Callable[[int, m.ReplyMessage], None]
+FailureHandler = Callable[[int, str], None]
+
+
+class ChildLink(asyncio.Protocol):
+    def __init__(
+        self,
+        index: int,
+        config: MilterConfig,
+        on_reply: ReplyHandler,
+        on_failure: FailureHandler,
+        max_packet_size: int,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self._on_reply = on_reply
+        self._on_failure = on_failure
+        self._decoder = Decoder(Direction.REPLIES, max_packet_size)
+        self._transport: asyncio.Transport | None = None
+        self._pending: list[bytes] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._awaiting: Stage | None = None
+        self._done = False  # failed or closed on purpose: report nothing more
+
+    # ------------------------------------------------------------ engine side
+
+    def send(self, data: bytes, expect_reply: bool, stage: Stage) -> None:
+        if self._done:
+            return
+        if self._transport is None:
+            self._pending.append(data)
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        else:
+            self._transport.write(data)
+        if expect_reply:
+            self._awaiting = stage
+            self._arm_read_timer()
+
+    def close(self) -> None:
+        """Closed on the engine's word: no failure report follows."""
+        self._done = True
+        self._cancel_timers()
+        if self._transport is not None:
+            self._transport.close()
+        elif self._connecting is not None:
+            self._connecting.cancel()
+
+    # ------------------------------------------------------------ connecting
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        spec = parse_connection_spec(self.config.connection_spec)
+        try:
+            if isinstance(spec, UnixSpec):
+                coro = loop.create_unix_connection(lambda: self, spec.path)
+            else:
+                assert isinstance(spec, InetSpec)
+                family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
+                host = spec.host or ("::1" if spec.family == "inet6" else "127.0.0.1")
+                coro = loop.create_connection(lambda: self, host, spec.port, family=family)
+            await asyncio.wait_for(coro, self.config.connection_timeout)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            self._fail(
+                f"cannot connect to {self.config.connection_spec}: timed out after "
+                f"{self.config.connection_timeout:g} s"
+            )
+        except OSError as error:
+            reason = error.strerror or str(error)
+            self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self._done:
+            transport.close()
+            return
+        self._transport = transport
+        for data in self._pending:
+            transport.write(data)
+        self._pending = []
+
+    # ------------------------------------------------------------ reading
+
+    def data_received(self, data: bytes) -> None:
+        decoder = self._decoder
+        decoder.receive_data(data)
+        while not self._done:
+            try:
+                reply = decoder.next_message()
+            except ProtocolError as error:
+                self._fail(f"protocol error: {error}")
+                return
+            if reply is None:
+                return
+            self._on_reply_received(reply)
+
+    def _on_reply_received(self, reply: m.Message) -> None:
+        if self._awaiting is Stage.END_OF_MESSAGE and isinstance(
+            reply, m.Progress | m.Modification
+        ):
+            self._arm_read_timer()  # still working on it: each sign of life resets the clock
+        else:
+            self._awaiting = None
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+        self._on_reply(self.index, reply)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if not self._done:
+            detail = f": {exc}" if exc else ""
+            self._fail(f"connection closed by the child{detail}")
+
+    # ------------------------------------------------------------ timeouts
+
+    def _arm_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        eom = self._awaiting is Stage.END_OF_MESSAGE
+        timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
+        stage = self._awaiting.value if self._awaiting else "?"
+        self._read_timer = asyncio.get_running_loop().call_later(
+            timeout, self._fail, f"timeout: no reply at {stage} within {timeout:g} s"
+        )
+
+    def pause_writing(self) -> None:
+        timeout = self.config.writing_timeout
+        self._write_timer = asyncio.get_running_loop().call_later(
+            timeout, self._fail, f"timeout: could not write within {timeout:g} s"
+        )
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._read_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._read_timer = self._write_timer = None
+
+    def _fail(self, reason: str) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._cancel_timers()
+        if self._transport is not None:
+            self._transport.abort()
+        self._on_failure(self.index, reason)

@@ -1,0 +1,198 @@
+"""``milter-manager``: run the daemon, show the effective configuration, import old configs.
+
+Options follow the classic milter manager so install guides keep working
+(``--no-daemon``, ``-u``/``-g``, ``--show-config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmd import __version__
+from mmd.config.model import DEFAULT_CONNECTION_SPEC
+
+DEFAULT_CONFIG_DIR = Path("/etc/milter-manager")
+NON_ROOT_SPEC_HELP = "unix:$XDG_RUNTIME_DIR/milter-manager/milter-manager.sock"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="milter-manager",
+        description=(
+            "Milter manager for Postfix: one milter socket that fans every SMTP session out to "
+            "the child milters installed on this host and merges their verdicts and changes. "
+            "Runs in the foreground (systemd starts it through milter-manager.socket). "
+            "Other commands: 'milter-manager import-config FILE' converts a classic "
+            "milter-manager.local.conf to TOML."
+        ),
+        epilog=(
+            f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
+            f"{NON_ROOT_SPEC_HELP} (as another user), unless systemd passes a socket "
+            "(LISTEN_FDS). Signals: SIGHUP reloads, SIGTERM stops after sessions in flight end. "
+            "Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml."
+        ),
+    )
+    parser.add_argument(
+        "-s",
+        "--connection-spec",
+        metavar="SPEC",
+        help="where to listen: unix:PATH, inet:PORT@HOST, inet6:PORT@HOST",
+    )
+    parser.add_argument(
+        "-c",
+        "--config-dir",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_CONFIG_DIR,
+        help=f"configuration folder (default {DEFAULT_CONFIG_DIR})",
+    )
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the effective configuration as TOML, each value with where it "
+        "came from, and exit",
+    )
+    parser.add_argument(
+        "--no-detection",
+        action="store_true",
+        help="do not ask systemd which milters are installed; use only the configuration files",
+    )
+    parser.add_argument(
+        "--detection-root",
+        metavar="DIR",
+        type=Path,
+        default=Path("/"),
+        help="read milters' configuration files below DIR (default /)",
+    )
+    parser.add_argument(
+        "--no-dbus", action="store_true", help="do not export the D-Bus control interface"
+    )
+    parser.add_argument(
+        "-u",
+        "--user-name",
+        metavar="USER",
+        default="",
+        help="when started as root, switch to USER after opening the socket",
+    )
+    parser.add_argument(
+        "-g",
+        "--group-name",
+        metavar="GROUP",
+        default="",
+        help="with -u, the primary group to switch to",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log debug messages too")
+    parser.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="accepted for the classic install guides; mmd always runs in the foreground",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"milter-manager (mmd) {__version__}"
+    )
+    return parser
+
+
+def default_connection_spec() -> str:
+    if os.geteuid() == 0:
+        return DEFAULT_CONNECTION_SPEC
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/milter-manager-{os.geteuid()}"
+    return f"unix:{runtime}/milter-manager/milter-manager.sock"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["import-config"]:
+        return import_config(args_list[1:])
+    args = build_parser().parse_args(args_list)
+
+    from mmd.adapters.journal import setup_logging
+    from mmd.daemon.service import Daemon, Options
+
+    setup_logging(args.verbose)
+    overrides: dict[str, object] = {}
+    if args.connection_spec:
+        overrides["connection_spec"] = args.connection_spec
+    options = Options(
+        config_dir=args.config_dir,
+        overrides=overrides,
+        detector=None if args.no_detection else _detector(args.detection_root),
+        bus_address="" if args.no_dbus else None,
+        user=args.user_name,
+        group=args.group_name,
+    )
+    if args.show_config:
+        return show_config(options)
+    if "connection_spec" not in overrides and not _config_sets_spec(args.config_dir):
+        overrides["connection_spec"] = default_connection_spec()
+        options.overrides = overrides
+    try:
+        return asyncio.run(Daemon(options).run())
+    except KeyboardInterrupt:
+        return 0
+    except OSError as error:
+        logging.getLogger("mmd").error("cannot start: %s", error)
+        return 1
+
+
+def _detector(root: Path):  # type: ignore[no-untyped-def]
+    from mmd.adapters.systemd_units import detect_installed_milters
+
+    return lambda: detect_installed_milters(root)
+
+
+def _config_sets_spec(config_dir: Path) -> bool:
+    from mmd.config.loader import ConfigError, load_configuration
+
+    try:
+        config = load_configuration(config_dir)
+    except ConfigError:
+        return False
+    return str(config.manager.origin("connection_spec")) != "default"
+
+
+def show_config(options: object) -> int:
+    from mmd.config.loader import ConfigError
+    from mmd.config.show import render_show_config
+    from mmd.daemon.service import Options, load
+
+    assert isinstance(options, Options)
+    try:
+        config = load(options, {})
+    except ConfigError as error:
+        print(f"milter-manager: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_show_config(config))
+    return 0
+
+
+def import_config(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="milter-manager import-config",
+        description="Convert a classic milter-manager.local.conf (Ruby) to TOML on stdout; "
+        "what could not be converted is listed on stderr.",
+    )
+    parser.add_argument("file", type=Path, help="the classic configuration file")
+    args = parser.parse_args(list(argv))
+    from mmd.config.import_ruby import import_ruby_config
+
+    try:
+        text = args.file.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as error:
+        print(f"milter-manager import-config: {error}", file=sys.stderr)
+        return 1
+    toml_text, problems = import_ruby_config(text, str(args.file))
+    sys.stdout.write(toml_text)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

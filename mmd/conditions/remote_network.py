@@ -1,0 +1,128 @@
+"""Remote Network: apply the child only to clients outside the local networks.
+
+Mail from the host itself or the LAN (webmail, cron, internal relays) needs no
+spam or greylist check. Networks are turned into integer (network, mask)
+pairs when built, so a session costs one address parse and a few integer
+comparisons.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mmd.engine.applicability import Decision, SessionFacts, Stage
+
+DEFAULT_LOCAL_NETWORKS: tuple[str, ...] = (
+    "127.0.0.0/8",  # loopback
+    "10.0.0.0/8",  # RFC 1918
+    "172.16.0.0/12",  # RFC 1918
+    "192.168.0.0/16",  # RFC 1918
+    "169.254.0.0/16",  # IPv4 link-local
+    "::1/128",  # loopback
+    "fc00::/7",  # unique local
+    "fe80::/10",  # link-local
+)
+
+# families whose clients are on this host: Postfix's own pickup, local sockets
+_LOCAL_FAMILIES = frozenset({"unix", "local", "unknown", ""})
+
+
+def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR or a bare address; host bits set is an error (a likely typo)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as error:
+        raise ValueError(f"bad network {text!r}: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Net:
+    bits: int
+    mask: int
+    text: str
+
+
+class NetworkList:
+    """IPv4 and IPv6 networks, matched by integer masks."""
+
+    __slots__ = ("_v4", "_v6", "entries")
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(entries)
+        v4: list[_Net] = []
+        v6: list[_Net] = []
+        for entry in self.entries:
+            network = parse_network(entry)
+            net = _Net(int(network.network_address), int(network.netmask), str(network))
+            (v4 if network.version == 4 else v6).append(net)
+        self._v4 = tuple(v4)
+        self._v6 = tuple(v6)
+
+    def find(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        """The network (as text) holding ``address``, or None."""
+        value = int(address)
+        for net in self._v4 if address.version == 4 else self._v6:
+            if value & net.mask == net.bits:
+                return net.text
+        return None
+
+
+def parse_client_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client address, IPv4-mapped IPv6 unwrapped; None when unparsable."""
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return mapped
+    return address
+
+
+class RemoteNetwork:
+    """Apply the child unless the client is local.
+
+    ``remote`` wins over ``local``: a remote entry carves a network out of a
+    local one (e.g. a guest Wi-Fi inside 10.0.0.0/8).
+    """
+
+    __slots__ = ("_local", "_remote", "name")
+
+    stage = Stage.CONNECT
+    needed_macros: tuple[tuple[Stage, str], ...] = ()
+
+    def __init__(
+        self,
+        *,
+        local: Iterable[str] = DEFAULT_LOCAL_NETWORKS,
+        remote: Iterable[str] = (),
+        name: str = "Remote Network",
+    ) -> None:
+        self.name = name
+        self._local = NetworkList(local)
+        self._remote = NetworkList(remote)
+
+    def decide(self, stage: Stage, facts: SessionFacts) -> Decision | None:
+        if stage is not Stage.CONNECT:
+            return None
+        if facts.family in _LOCAL_FAMILIES:
+            return Decision(
+                False, reason=f"remote network: {facts.family or 'unknown'} client is local"
+            )
+        address = parse_client_address(facts.client_address)
+        if address is None:
+            # cannot tell: keep the child (the safe side for a filter)
+            return Decision(
+                True,
+                reason=f"remote network: address {facts.client_address!r} unparsable, applied",
+            )
+        network = self._remote.find(address)
+        if network is not None:
+            return Decision(True, reason=f"remote network: {address} is in remote {network}")
+        network = self._local.find(address)
+        if network is not None:
+            return Decision(False, reason=f"remote network: {address} is in local {network}")
+        return Decision(True, reason=f"remote network: {address} is remote")

@@ -1,0 +1,200 @@
+"""The keys of ``[manager]`` and ``[[milter]]``: type, check and meaning.
+
+One table drives the loader, the command-line overrides, ``--show-config``
+and the Ruby import, so a key is spelled, checked and documented once.
+A converter takes a value as ``tomllib`` gives it and returns the value the
+model stores, or raises ValueError saying what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from mmd.config.connection_spec import parse_connection_spec
+from mmd.config.model import Status
+
+Kind = Literal["str", "bool", "int", "float", "status", "mode", "spec", "names"]
+
+STATUS_NAMES = ", ".join(s.value for s in Status)
+
+
+def _type_name(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+             dict: "table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def to_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_type_name(value)} {value!r}")
+    return value
+
+
+def to_name(value: object) -> str:
+    text = to_str(value)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+def to_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {_type_name(value)} {value!r}")
+    return value
+
+
+def to_status(value: object) -> Status:
+    text = to_str(value)
+    try:
+        return Status(text)
+    except ValueError:
+        raise ValueError(f"unknown status {text!r} (expected {STATUS_NAMES})") from None
+
+
+def to_spec(value: object) -> str:
+    text = to_str(value)
+    parse_connection_spec(text)
+    return text.strip()
+
+
+_OCTAL = re.compile(r"^(0o|0)?([0-7]{1,4})$")
+
+
+def to_mode(value: object) -> int:
+    """Octal text ("0660") or an integer (0o660); a decimal 660 is almost surely a slip."""
+    if isinstance(value, str):
+        m = _OCTAL.match(value.strip())
+        if not m:
+            raise ValueError(f"{value!r} is not an octal mode like \"0660\"")
+        mode = int(m.group(2), 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+        if not 0 <= mode <= 0o777:
+            raise ValueError(
+                f"{mode} is not a permission mode; write it as a string like \"0660\" "
+                "or as an octal integer like 0o660"
+            )
+    else:
+        raise ValueError(f"expected an octal string like \"0660\", got {_type_name(value)}")
+    if mode > 0o7777:
+        raise ValueError(f"{value!r} is not a permission mode")
+    return mode
+
+
+def to_int(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
+    def convert(value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {_type_name(value)} {value!r}")
+        if value < minimum:
+            raise ValueError(f"{value} is less than {minimum}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{value} is more than {maximum}")
+        return value
+
+    return convert
+
+
+def to_seconds(value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {_type_name(value)} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number of seconds")
+    if value < 0:
+        raise ValueError(f"{value} is negative")
+    return float(value)
+
+
+def to_names(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array of strings, got {_type_name(value)} {value!r}")
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"expected an array of non-empty strings, found {item!r}")
+        names.append(item)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str
+    kind: Kind
+    convert: Callable[[object], object]
+    meaning: str
+
+
+def _table(*keys: Key) -> dict[str, Key]:
+    return {key.name: key for key in keys}
+
+
+MANAGER_KEYS = _table(
+    Key("connection_spec", "spec", to_spec,
+        "Socket the MTA side connects to when not socket-activated."),
+    Key("unix_socket_mode", "mode", to_mode,
+        "Permissions of a Unix socket mmd creates itself."),
+    Key("unix_socket_group", "str", to_str,
+        "Group given to a Unix socket mmd creates itself."),
+    Key("fallback_status", "status", to_status,
+        "Verdict when no child is left to ask."),
+    Key("fallback_status_at_disconnect", "status", to_status,
+        "Verdict when the SMTP client went away mid-session."),
+    Key("max_connections", "int", to_int(0),
+        "Sessions from the MTA side served at once (0: unlimited)."),
+    Key("chunk_size", "int", to_int(1, 65535),
+        "Largest body chunk in bytes sent to a child in one packet."),
+    Key("max_packet_size", "int", to_int(1),
+        "Largest milter packet in bytes accepted."),
+    Key("body_memory_limit", "int", to_int(0),
+        "Body bytes kept in memory per message before a temporary file."),
+    Key("shutdown_timeout", "float", to_seconds,
+        "Seconds SIGTERM waits for sessions in flight."),
+)
+
+MILTER_KEYS = _table(
+    Key("name", "str", to_name, "The child's name; a detected milter's name changes it."),
+    Key("connection_spec", "spec", to_spec, "Socket of the child."),
+    Key("description", "str", to_str, "Free text."),
+    Key("enabled", "bool", to_bool, "false keeps the child out of every session."),
+    Key("fallback_status", "status", to_status, "This child's verdict when it fails."),
+    Key("evaluation_mode", "bool", to_bool,
+        "Ask the child but ignore its rejecting verdicts and its changes."),
+    Key("applicable_conditions", "names", to_names,
+        "Conditions that decide per session whether the child is applied."),
+    Key("connection_timeout", "float", to_seconds, "Seconds to connect to the child."),
+    Key("writing_timeout", "float", to_seconds, "Seconds for a write to the child."),
+    Key("reading_timeout", "float", to_seconds, "Seconds to wait for a reply from the child."),
+    Key("end_of_message_timeout", "float", to_seconds,
+        "Seconds to wait for the child's reply at end-of-message."),
+)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def from_text(key: Key, text: str) -> object:
+    """Turn command-line text into the type the key's converter expects."""
+    if key.kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if key.kind == "int":
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if key.kind == "float":
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {text!r}") from None
+    if key.kind == "names":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text

@@ -1,0 +1,1 @@
+"""The long-running daemon: configuration generations, reload, stop, statistics, control."""

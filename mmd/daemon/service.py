@@ -1,0 +1,453 @@
+"""The daemon: listen, load generations of configuration, reload, stop.
+
+Blocking work (reading files, asking systemd over D-Bus) runs in an executor
+so that mail never waits for it. A reload builds a complete new generation
+first and swaps it in only when it is valid: sessions in flight keep the one
+they started with, and a broken configuration leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmd import __version__
+from mmd.adapters import notify
+from mmd.adapters.activation import take_activated_sockets
+from mmd.adapters.server import Generation, ServerState, listen, serve_socket
+from mmd.conditions.errors import ConditionConfigError
+from mmd.conditions.registry import ConditionRegistry, needed_macros, settings_from_table
+from mmd.config.connection_spec import UnixSpec, parse_connection_spec
+from mmd.config.loader import ConfigError, apply_overrides, load_configuration
+from mmd.config.model import Configuration
+from mmd.config.show import render_show_config
+from mmd.control import (
+    InvalidConfiguration,
+    MilterInfo,
+    MilterStatistics,
+    NoSuchMilter,
+    Statistics,
+)
+from mmd.daemon.records import JournalRecorder
+from mmd.daemon.records import Statistics as Counters
+from mmd.detection.model import DetectedMilter
+from mmd.engine.applicability import Stage
+from mmd.engine.session import ChildSettings, SessionSettings
+from mmd.engine.verdict import STATUS_VERDICTS
+from mmd.protocol.constants import MacroStage
+
+log = logging.getLogger("mmd.daemon")
+
+_MACRO_STAGES = {
+    Stage.CONNECT: MacroStage.CONNECT,
+    Stage.HELO: MacroStage.HELO,
+    Stage.MAIL: MacroStage.MAIL,
+    Stage.RCPT: MacroStage.RCPT,
+    Stage.DATA: MacroStage.DATA,
+    Stage.END_OF_HEADERS: MacroStage.END_OF_HEADERS,
+    Stage.END_OF_MESSAGE: MacroStage.END_OF_MESSAGE,
+}
+
+Detector = Callable[[], tuple[list[DetectedMilter], list[str]]]
+
+
+@dataclass
+class Options:
+    config_dir: Path = Path("/etc/milter-manager")
+    overrides: dict[str, object] = field(default_factory=dict)
+    detector: Detector | None = None
+    bus_address: str | None = None  # None: the system bus; "" disables D-Bus
+    user: str = ""
+    group: str = ""
+
+
+def load(
+    options: Options, enabled_overrides: Mapping[str, bool], partial: bool = False
+) -> Configuration:
+    """Blocking: detection, then files, then command line, then runtime switches.
+
+    With ``partial`` (at start), problems are logged and what loaded is used,
+    as the classic manager does; otherwise they raise ``ConfigError``.
+    """
+    detected: list[DetectedMilter] = []
+    if options.detector is not None:
+        detected, problems = options.detector()
+        for problem in problems:
+            log.warning(
+                "%s",
+                problem,
+                extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
+            )
+    try:
+        config = load_configuration(options.config_dir, detected)
+    except ConfigError as error:
+        if not partial or error.configuration is None:
+            raise
+        for problem in error.problems:
+            log.error(
+                "configuration: %s",
+                problem,
+                extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
+            )
+        config = error.configuration
+    config = apply_overrides(config, options.overrides)
+    for milter in config.milters:
+        if milter.name in enabled_overrides:
+            milter.enabled = enabled_overrides[milter.name]
+    return config
+
+
+def build_generation(config: Configuration, number: int) -> Generation:
+    """Turn configuration into what sessions run with; raises InvalidConfiguration."""
+    base = Path(config.files[0]).parent if config.files else None
+    try:
+        registry = ConditionRegistry(
+            settings_from_table(config.conditions_table, base_directory=base)
+        )
+    except ConditionConfigError as error:
+        raise InvalidConfiguration(f"{_condition_origin(config, error)}: {error}") from error
+    milters = tuple(config.enabled_milters())
+    children = []
+    for milter in milters:
+        try:
+            conditions = registry.build(milter.applicable_conditions)
+        except (ConditionConfigError, OSError) as error:
+            where = milter.origin("applicable_conditions")
+            raise InvalidConfiguration(
+                f"{where}: milter {milter.name}: applicable_conditions: {error}"
+            ) from error
+        children.append(
+            ChildSettings(
+                milter.name,
+                fallback=STATUS_VERDICTS[milter.fallback_status],
+                evaluation_mode=milter.evaluation_mode,
+                conditions=tuple(conditions),
+            )
+        )
+    manager = config.manager
+    needed = needed_macros(c for child in children for c in child.conditions)
+    settings = SessionSettings(
+        fallback=STATUS_VERDICTS[manager.fallback_status],
+        fallback_at_disconnect=STATUS_VERDICTS[manager.fallback_status_at_disconnect],
+        chunk_size=manager.chunk_size,
+        needed_macros={
+            _MACRO_STAGES[stage]: names for stage, names in needed.items() if stage in _MACRO_STAGES
+        },
+    )
+    return Generation(manager, milters, tuple(children), settings, number)
+
+
+class Daemon:
+    """Implements ``mmd.control.Control``."""
+
+    version = __version__
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self._state_name = "starting"
+        self._enabled_overrides: dict[str, bool] = {}
+        self._counters = Counters()
+        self._recorder = JournalRecorder(self._counters)
+        self._config = Configuration()
+        self._state: ServerState | None = None
+        self._servers: list[asyncio.Server] = []
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._subscribers: list[
+            tuple[Callable[[str, bool, str], None], Callable[[bool, str], None]]
+        ] = []
+        self._generation_number = 0
+        self._dbus: object | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            config = await loop.run_in_executor(None, load, self.options, {}, True)
+            generation = build_generation(config, 0)
+        except (ConfigError, InvalidConfiguration) as error:
+            log.error("configuration: %s", _one_line(error))
+            log.error("starting with no child milters until the configuration is fixed")
+            config = _fallback_configuration(self.options)
+            generation = build_generation(config, 0)
+        self._config = config
+        self._state = ServerState(generation, self._recorder)
+        await self._open_listeners(config)
+        self._drop_privileges()
+        for signum, handler in (
+            (signal.SIGHUP, self._on_sighup),
+            (signal.SIGTERM, self._stop.set),
+            (signal.SIGINT, self._stop.set),
+        ):
+            loop.add_signal_handler(signum, handler)
+        await self._export_control()
+        self._state_name = "running"
+        notify.ready(self._status_text())
+        log.info("ready: %s", self._status_text(), extra={"fields": {"MMD_EVENT": "ready"}})
+        watchdog = loop.create_task(self._watchdog())
+        await self._stop.wait()
+        watchdog.cancel()
+        await self._shutdown()
+        return 0
+
+    async def _open_listeners(self, config: Configuration) -> None:
+        assert self._state is not None
+        activated = take_activated_sockets()
+        if activated:
+            for item in activated:
+                self._servers.append(await serve_socket(item.sock, self._state))
+                log.info("serving socket-activated fd %s", item.name)
+            return
+        spec_text = config.manager.connection_spec
+        spec = parse_connection_spec(spec_text)
+        if isinstance(spec, UnixSpec):
+            Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+        self._servers.append(
+            await listen(
+                spec_text,
+                self._state,
+                config.manager.unix_socket_mode,
+                config.manager.unix_socket_group,
+            )
+        )
+        log.info("listening on %s", spec_text)
+
+    def _drop_privileges(self) -> None:
+        if os.geteuid() != 0 or not self.options.user:
+            return
+        import grp
+        import pwd
+
+        user = pwd.getpwnam(self.options.user)
+        gid = grp.getgrnam(self.options.group).gr_gid if self.options.group else user.pw_gid
+        os.setgid(gid)
+        os.initgroups(user.pw_name, gid)
+        os.setuid(user.pw_uid)
+        log.info("running as %s", user.pw_name)
+
+    async def _export_control(self) -> None:
+        if self.options.bus_address == "":
+            return
+        try:
+            from mmd.adapters.dbus_service import export_control
+
+            self._dbus = await export_control(self, self.options.bus_address)
+        except Exception as error:  # no bus is no reason to refuse mail
+            log.warning("D-Bus control interface not available: %s", error)
+
+    async def _watchdog(self) -> None:
+        """Keep systemd's STATUS= fresh (and feed the watchdog when WatchdogSec= is set)."""
+        watchdog = notify.watchdog_interval()
+        period = min(5.0, watchdog / 2) if watchdog else 5.0
+        while True:
+            if watchdog:
+                notify.watchdog()
+            notify.status(self._status_text())
+            await asyncio.sleep(period)
+
+    async def _shutdown(self) -> None:
+        assert self._state is not None
+        self._state_name = "stopping"
+        notify.stopping()
+        log.info("stopping: %d sessions in flight", self._state.active)
+        for server in self._servers:
+            server.close()
+        timeout = self._state.generation.manager.shutdown_timeout
+        if self._state.active:
+            try:
+                await asyncio.wait_for(self._state.idle.wait(), timeout)
+            except TimeoutError:
+                log.warning(
+                    "stopping: %d sessions still open after %g s; closing them",
+                    self._state.active,
+                    timeout,
+                )
+                for connection in list(self._state.connections):
+                    connection._close_mta()
+        close = getattr(self._dbus, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        log.info("stopped")
+
+    def _on_sighup(self) -> None:
+        asyncio.get_running_loop().create_task(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        with contextlib.suppress(InvalidConfiguration):  # already in the journal
+            await self.reload()
+
+    # ------------------------------------------------------------ Control
+
+    def state(self) -> str:
+        return self._state_name
+
+    def active_sessions(self) -> int:
+        return self._state.active if self._state else 0
+
+    def total_sessions(self) -> int:
+        return self._state.total if self._state else 0
+
+    def configuration_files(self) -> list[str]:
+        return list(self._config.files)
+
+    async def reload(self) -> str:
+        async with self._reload_lock:
+            self._state_name = "reloading"
+            notify.reloading()
+            loop = asyncio.get_running_loop()
+            try:
+                config = await loop.run_in_executor(
+                    None, load, self.options, dict(self._enabled_overrides)
+                )
+                generation = build_generation(config, self._generation_number + 1)
+            except (ConfigError, InvalidConfiguration) as error:
+                message = f"reload refused, keeping the previous configuration: {_one_line(error)}"
+                log.error(
+                    "%s",
+                    message,
+                    extra={
+                        "fields": {
+                            "MMD_EVENT": "reload",
+                            "MMD_STATUS": "failed",
+                            "MMD_REASON": _one_line(error),
+                        }
+                    },
+                )
+                self._finish_reload(False, message)
+                raise InvalidConfiguration(message) from error
+            self._install(config, generation)
+            message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
+                c.name for c in generation.children
+            )
+            log.info(
+                "%s", message, extra={"fields": {"MMD_EVENT": "reload", "MMD_STATUS": "success"}}
+            )
+            self._finish_reload(True, message)
+            return message
+
+    def _install(self, config: Configuration, generation: Generation) -> None:
+        assert self._state is not None
+        self._generation_number = generation.number
+        self._config = config
+        self._state.generation = generation
+
+    def _finish_reload(self, success: bool, message: str) -> None:
+        self._state_name = "running"
+        notify.ready(self._status_text())
+        for _, reloaded in self._subscribers:
+            reloaded(success, message)
+
+    def list_milters(self) -> list[MilterInfo]:
+        return [self._info(m.name) for m in self._config.milters]
+
+    def get_milter(self, name: str) -> MilterInfo:
+        if not any(m.name == name for m in self._config.milters):
+            raise NoSuchMilter(name)
+        return self._info(name)
+
+    def _info(self, name: str) -> MilterInfo:
+        milter = next(m for m in self._config.milters if m.name == name)
+        counters = self._counters.milter(name)
+        source = (
+            "detected"
+            if str(milter.origin("connection_spec")).startswith("detected")
+            else "configured"
+        )
+        return MilterInfo(
+            name=name,
+            connection_spec=milter.connection_spec,
+            enabled=milter.enabled,
+            source=source,
+            applicable_conditions=tuple(milter.applicable_conditions),
+            reachable=not counters.last_error,
+            last_error=counters.last_error,
+            sessions=counters.sessions,
+            verdicts=dict(counters.verdicts),
+        )
+
+    def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
+        if not any(m.name == name for m in self._config.milters):
+            raise NoSuchMilter(name)
+        self._enabled_overrides[name] = enabled
+        config = self._config
+        for milter in config.milters:
+            if milter.name == name:
+                milter.enabled = enabled
+        self._install(config, build_generation(config, self._generation_number + 1))
+        word = "enabled" if enabled else "disabled"
+        reason = f"{word} at runtime by {caller}"
+        log.info(
+            "milter %s %s",
+            name,
+            reason,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "milter-state",
+                    "MMD_MILTER": name,
+                    "MMD_STATUS": word,
+                    "MMD_REASON": reason,
+                }
+            },
+        )
+        for changed, _ in self._subscribers:
+            changed(name, enabled, reason)
+
+    def statistics(self) -> Statistics:
+        counters = self._counters
+        milters = {
+            name: MilterStatistics(
+                sessions=c.sessions,
+                verdicts=dict(c.verdicts),
+                average_latency=c.elapsed_total / c.sessions if c.sessions else 0.0,
+                max_latency=c.elapsed_max,
+            )
+            for name, c in counters.milters.items()
+        }
+        return Statistics(
+            self.total_sessions(), self.active_sessions(), dict(counters.statuses), milters
+        )
+
+    def show_config(self) -> str:
+        return render_show_config(self._config)
+
+    def subscribe(
+        self,
+        milter_state_changed: Callable[[str, bool, str], None],
+        reloaded: Callable[[bool, str], None],
+    ) -> None:
+        self._subscribers.append((milter_state_changed, reloaded))
+
+    # ------------------------------------------------------------ status
+
+    def _status_text(self) -> str:
+        state = self._state
+        if state is None:
+            return "starting"
+        names = ", ".join(c.name for c in state.generation.children) or "none"
+        return f"{state.active} sessions active, {state.total} total; milters: {names}"
+
+
+def _condition_origin(config: Configuration, error: ConditionConfigError) -> str:
+    key_path = getattr(error, "key_path", "conditions")
+    return str(config.condition_origin_for(str(key_path)))
+
+
+def _fallback_configuration(options: Options) -> Configuration:
+    config = Configuration()
+    try:
+        return apply_overrides(config, options.overrides)
+    except ConfigError:
+        return config
+
+
+def _one_line(error: BaseException) -> str:
+    return "; ".join(str(error).splitlines())

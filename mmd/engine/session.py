@@ -1,0 +1,841 @@
+"""One MTA connection fanned out to N children: the session state machine.
+
+Theory of operation
+-------------------
+The ``Session`` never touches a socket or a clock. The adapter feeds it what
+happened (``from_mta``, ``from_child``, ``child_failed``, ``mta_closed``) and
+gets back a list of actions to carry out, in order (``ToChild``, ``ToMta``,
+``CloseChild``) plus records to log (``ChildFinished``, ``ConditionSkipped``,
+``SessionFinished``). Connecting to a child is the adapter's business: it
+connects on the first ``ToChild`` for that child and reports a failure with
+``child_failed``; timeouts likewise (the ``expect_reply`` flag and the
+command's stage tell it which timeout to arm).
+
+Rules, all in this file (reference-behaviour.md §2–§3):
+
+* Negotiation: the MTA's offer goes to every child; the MTA gets the merge
+  of the answers (``negotiation.merge_answers``) when the last child answered
+  or failed.
+* Envelope stages (connect, helo, envelope-from, envelope-recipient, data,
+  unknown) go to every child still in the session, in parallel; the MTA gets
+  the merged verdict when the last one answered.
+* Message stages (header, end-of-header, body) are buffered and answered at
+  once; at end-of-message the children run one after another over the
+  message as changed by the children before them (the replay). The MTA then
+  gets the net changes and the merged verdict.
+* Merge priority: discard > reject > tempfail > continue > skip > accept >
+  no change. A reject/tempfail at envelope-recipient concerns that recipient
+  only; anywhere else a negative verdict ends the message for everybody.
+* A child that fails (connect error, timeout, close, nonsense) contributes
+  its own ``fallback_status`` once and leaves the session; the others go on.
+  When no child is left at all, the manager's ``fallback_status`` answers.
+* An evaluation-mode child's negative verdicts count as accept and its
+  changes are ignored; what it said is still reported.
+* Commands the MTA sends while children are still answering are queued and
+  handled in order, so a pipelining MTA cannot confuse the machine.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mmd.engine.applicability import (
+    CONNECTION_STAGES,
+    ChildCondition,
+    SessionFacts,
+    Stage,
+)
+from mmd.engine.message import BodyStore, HeaderError, MemoryBody, WorkingHeaders
+from mmd.engine.negotiation import merge_answers, offer_to_children
+from mmd.engine.verdict import (
+    FINAL_NEGATIVE,
+    REPLY_VERDICTS,
+    Verdict,
+    reply_code_verdict,
+    reply_for,
+)
+from mmd.protocol import messages as m
+from mmd.protocol.constants import Family, MacroStage, Step
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSettings:
+    name: str
+    fallback: Verdict = Verdict.ACCEPT
+    evaluation_mode: bool = False
+    conditions: tuple[ChildCondition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    fallback: Verdict = Verdict.ACCEPT
+    fallback_at_disconnect: Verdict = Verdict.TEMPFAIL
+    chunk_size: int = 65535
+    # macros the conditions read, by stage (names without braces)
+    needed_macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class ToChild:
+    index: int
+    message: m.CommandMessage
+    expect_reply: bool
+    stage: Stage
+
+
+@dataclass(frozen=True, slots=True)
+class ToMta:
+    message: m.ReplyMessage
+
+
+@dataclass(frozen=True, slots=True)
+class CloseChild:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFinished:
+    """A child's part in one SMTP session is over: one statistics record."""
+
+    index: int
+    name: str
+    stage: Stage
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionSkipped:
+    index: int
+    name: str
+    stage: Stage
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFinished:
+    """One SMTP session is over (QUIT, QUIT_NC or the MTA went away)."""
+
+    stage: Stage
+    status: str
+    disconnected: bool = False
+
+
+Action = ToChild | ToMta | CloseChild | ChildFinished | ConditionSkipped | SessionFinished
+
+
+# ---------------------------------------------------------------- stage table
+
+
+@dataclass(frozen=True, slots=True)
+class _StageInfo:
+    stage: Stage
+    code: bytes
+    no_event: Step
+    no_reply: Step
+
+
+_NONE = Step(0)
+_STAGES: dict[type, _StageInfo] = {
+    m.Connect: _StageInfo(Stage.CONNECT, b"C", Step.NO_CONNECT, Step.NO_REPLY_CONNECT),
+    m.Helo: _StageInfo(Stage.HELO, b"H", Step.NO_HELO, Step.NO_REPLY_HELO),
+    m.Mail: _StageInfo(Stage.MAIL, b"M", Step.NO_MAIL, Step.NO_REPLY_MAIL),
+    m.Rcpt: _StageInfo(Stage.RCPT, b"R", Step.NO_RCPT, Step.NO_REPLY_RCPT),
+    m.Data: _StageInfo(Stage.DATA, b"T", Step.NO_DATA, Step.NO_REPLY_DATA),
+    m.Unknown: _StageInfo(Stage.UNKNOWN, b"U", Step.NO_UNKNOWN, Step.NO_REPLY_UNKNOWN),
+    m.Header: _StageInfo(Stage.HEADER, b"L", Step.NO_HEADERS, Step.NO_REPLY_HEADER),
+    m.EndOfHeaders: _StageInfo(
+        Stage.END_OF_HEADERS, b"N", Step.NO_END_OF_HEADERS, Step.NO_REPLY_END_OF_HEADERS
+    ),
+    m.Body: _StageInfo(Stage.BODY, b"B", Step.NO_BODY, Step.NO_REPLY_BODY),
+    m.EndOfMessage: _StageInfo(Stage.END_OF_MESSAGE, b"E", _NONE, _NONE),
+}
+_DATA_INFO = _STAGES[m.Data]
+_FAMILIES = {
+    Family.UNIX: "unix",
+    Family.INET: "inet",
+    Family.INET6: "inet6",
+    Family.UNKNOWN: "unknown",
+}
+
+
+class _Phase(enum.Enum):
+    NEW = "new"  # waiting for the MTA's OPTNEG
+    NEGOTIATING = "negotiating"
+    IDLE = "idle"  # waiting for the MTA
+    ENVELOPE = "envelope"  # waiting for children's answers to an envelope stage
+    REPLAY = "replay"  # end-of-message: children one after another
+    CLOSED = "closed"
+
+
+class _Left(enum.Enum):
+    """Why a child no longer takes part (for the message or the connection)."""
+
+    ACCEPTED = "accepted"
+    CONDITION = "condition"
+    FAILED = "failed"
+
+
+# ---------------------------------------------------------------- per child
+
+
+@dataclass(slots=True, eq=False)
+class _Child:
+    index: int
+    settings: ChildSettings
+    steps: Step = _NONE
+    leading_space: bool = False
+    failed: bool = False
+    connection_left: _Left | None = None
+    message_left: _Left | None = None
+    in_transaction: bool = False  # got MAIL; needs ABORT if the message ends early
+    body_skipped: bool = False
+    awaiting: Stage | None = None
+    extra_macros: dict[bytes, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # statistics of the SMTP session
+    last_stage: Stage = Stage.NEGOTIATE
+    result: Verdict = Verdict.NO_CHANGE
+    reason: str = ""
+    reported: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def in_connection(self) -> bool:
+        return not self.failed and self.connection_left is None
+
+    def in_message(self) -> bool:
+        return self.in_connection() and self.message_left is None
+
+
+# ---------------------------------------------------------------- the machine
+
+
+class Session:
+    def __init__(
+        self,
+        children: Sequence[ChildSettings],
+        settings: SessionSettings | None = None,
+        body_factory: Callable[[], BodyStore] = MemoryBody,
+        facts: SessionFacts | None = None,
+    ) -> None:
+        self.settings = settings or SessionSettings()
+        self.facts = facts or SessionFacts()
+        self._children = [_Child(i, c) for i, c in enumerate(children)]
+        self._body_factory = body_factory
+        self._phase = _Phase.NEW
+        self._queue: deque[m.CommandMessage] = deque()
+        self._out: list[Action] = []
+        self._offer: m.Negotiate | None = None
+        self._mta_steps = Step(0)
+        self._macros: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        # the stage being answered
+        self._stage = Stage.NEGOTIATE
+        self._waiting = 0
+        self._verdicts: list[Verdict] = []
+        self._reply_codes: list[m.ReplyCode] = []
+        self._owed: list[Verdict] = []
+        self._session_status = Verdict.NO_CHANGE
+        self._quarantined = False
+        self._answers: list[m.Negotiate] = []
+        self._new_message()
+
+    # ------------------------------------------------------------ inputs
+
+    @property
+    def finished(self) -> bool:
+        return self._phase is _Phase.CLOSED
+
+    def from_mta(self, message: m.CommandMessage) -> list[Action]:
+        self._queue.append(message)
+        self._drain()
+        return self._take()
+
+    def from_child(self, index: int, reply: m.ReplyMessage) -> list[Action]:
+        child = self._children[index]
+        if child.failed or self._phase is _Phase.CLOSED:
+            return self._take()
+        if isinstance(reply, m.Progress):
+            if self._phase is _Phase.REPLAY and child.awaiting is Stage.END_OF_MESSAGE:
+                self._out.append(ToMta(reply))
+            return self._take()
+        stage = child.awaiting
+        if stage is None:
+            self._fail(child, f"unexpected {type(reply).__name__} reply")
+        elif stage is Stage.NEGOTIATE:
+            self._on_negotiated(child, reply)
+        elif self._phase is _Phase.REPLAY:
+            self._on_replay_reply(child, stage, reply)
+        else:
+            self._on_envelope_reply(child, stage, reply)
+        self._drain()
+        return self._take()
+
+    def child_failed(self, index: int, reason: str) -> list[Action]:
+        child = self._children[index]
+        if not child.failed and self._phase is not _Phase.CLOSED:
+            self._fail(child, reason)
+            self._drain()
+        return self._take()
+
+    def mta_closed(self) -> list[Action]:
+        """The MTA went away without QUIT."""
+        if self._phase is not _Phase.CLOSED:
+            for child in self._children:
+                if not child.failed:
+                    if child.in_transaction:
+                        self._send(child, m.Abort(), Stage.ABORT)
+                    self._send(child, m.Quit(), Stage.QUIT)
+                    self._out.append(CloseChild(child.index))
+            self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
+            self._phase = _Phase.CLOSED
+        return self._take()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _send(
+        self, child: _Child, message: m.CommandMessage, stage: Stage, expect_reply: bool = False
+    ) -> None:
+        self._out.append(ToChild(child.index, message, expect_reply, stage))
+        if expect_reply:
+            child.awaiting = stage
+
+    def _send_macros(self, child: _Child, code: bytes) -> None:
+        pairs = self._macros.get(code, ())
+        extra = child.extra_macros.get(code)
+        if extra:
+            pairs = pairs + extra
+        if pairs:
+            self._out.append(ToChild(child.index, m.Macro(code, pairs), False, self._stage))
+
+    def _drain(self) -> None:
+        while self._queue and self._phase in (_Phase.NEW, _Phase.IDLE):
+            self._handle(self._queue.popleft())
+
+    def _handle(self, message: m.CommandMessage) -> None:
+        if isinstance(message, m.Macro):
+            self._macros[message.command] = message.macros
+            for name, value in message.macros:
+                self.facts.macros[name.strip("{}")] = value
+        elif isinstance(message, m.Negotiate):
+            self._negotiate(message)
+        elif self._phase is _Phase.NEW:
+            # an MTA that skipped OPTNEG: nothing sensible to do but refuse
+            self._out.append(ToMta(m.Tempfail()))
+        elif isinstance(message, m.Header | m.EndOfHeaders | m.Body):
+            self._buffer(message)
+        elif isinstance(message, m.EndOfMessage):
+            self._end_of_message(message)
+        elif isinstance(message, m.Abort):
+            self._abort_message()
+        elif isinstance(message, m.Quit):
+            self._quit()
+        elif isinstance(message, m.QuitNewConnection):
+            self._quit_new_connection()
+        else:
+            self._envelope(message)
+
+    # ------------------------------------------------------------ negotiation
+
+    def _negotiate(self, offer: m.Negotiate) -> None:
+        self._offer = offer
+        self._stage = Stage.NEGOTIATE
+        self._phase = _Phase.NEGOTIATING
+        child_offer = offer_to_children(offer)
+        for child in self._children:
+            if not child.failed:
+                self._send(child, child_offer, Stage.NEGOTIATE, expect_reply=True)
+        self._waiting = sum(1 for c in self._children if c.awaiting is Stage.NEGOTIATE)
+        if self._waiting == 0:
+            self._finish_negotiation()
+
+    def _on_negotiated(self, child: _Child, reply: m.ReplyMessage) -> None:
+        if not isinstance(reply, m.Negotiate):
+            self._fail(child, f"answered OPTNEG with {type(reply).__name__}")
+            return
+        child.awaiting = None
+        child.steps = reply.steps
+        child.leading_space = bool(reply.steps & Step.HEADER_LEADING_SPACE)
+        self._answers.append(reply)
+        self._waiting -= 1
+        if self._waiting == 0:
+            self._finish_negotiation()
+
+    def _finish_negotiation(self) -> None:
+        assert self._offer is not None
+        merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
+        self._mta_steps = merged.steps
+        self._out.append(ToMta(merged))
+        self._phase = _Phase.IDLE
+
+    # ------------------------------------------------------------ envelope stages
+
+    def _envelope(self, command: m.CommandMessage) -> None:
+        info = _STAGES[type(command)]
+        stage = info.stage
+        self._learn(command)
+        self._begin_stage(stage)
+        rejected_recipient = stage is Stage.RCPT and self.facts.macros.get("rcpt_mailer") == "error"
+        for child in self._children:
+            if not self._takes_part(child, stage):
+                continue
+            if child.steps & info.no_event:
+                continue
+            if rejected_recipient and not child.steps & Step.RCPT_REJECTED:
+                continue
+            self._send_macros(child, info.code)
+            expect = not child.steps & info.no_reply
+            self._send(child, command, stage, expect_reply=expect)
+            child.last_stage = stage
+            if stage is Stage.MAIL:
+                child.in_transaction = True
+            if expect:
+                self._waiting += 1
+        if stage is Stage.DATA:
+            self._saw_data = True
+        if self._waiting:
+            self._phase = _Phase.ENVELOPE
+        else:
+            self._finish_envelope()
+
+    def _learn(self, command: m.CommandMessage) -> None:
+        facts = self.facts
+        if isinstance(command, m.Connect):
+            facts.client_name = command.hostname
+            facts.client_address = command.address
+            facts.client_port = command.port
+            facts.family = _FAMILIES[command.family]
+        elif isinstance(command, m.Helo):
+            facts.helo = command.name
+        elif isinstance(command, m.Mail):
+            self._new_message()
+            facts.sender = command.args[0].strip("<>") if command.args else ""
+        elif isinstance(command, m.Rcpt):
+            facts.recipients.append(command.args[0].strip("<>") if command.args else "")
+
+    def _begin_stage(self, stage: Stage) -> None:
+        self._stage = stage
+        self._waiting = 0
+        self._verdicts = self._owed
+        self._owed = []
+        self._reply_codes = []
+
+    def _takes_part(self, child: _Child, stage: Stage) -> bool:
+        """Whether ``child`` gets ``stage``; asks its conditions first."""
+        if not child.in_message():
+            return False
+        conditions = child.settings.conditions
+        if not conditions:
+            return True
+        code = _code_of(stage)
+        child.extra_macros.pop(code, None)
+        for condition in conditions:
+            decision = condition.decide(stage, self.facts)
+            if decision is None:
+                continue
+            if not decision.apply:
+                left = _Left.CONDITION
+                if stage in CONNECTION_STAGES:
+                    child.connection_left = left
+                else:
+                    child.message_left = left
+                self._out.append(ConditionSkipped(child.index, child.name, stage, decision.reason))
+                return False
+            if decision.macros:
+                child.extra_macros[code] = child.extra_macros.get(code, ()) + decision.macros
+        return True
+
+    def _on_envelope_reply(self, child: _Child, stage: Stage, reply: m.ReplyMessage) -> None:
+        verdict = self._verdict_of(reply)
+        if verdict is None:
+            self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
+            return
+        child.awaiting = None
+        if verdict is Verdict.SKIP:
+            verdict = Verdict.CONTINUE
+        verdict = self._count(child, stage, verdict, reply)
+        if verdict is Verdict.ACCEPT:
+            if stage in CONNECTION_STAGES:
+                child.connection_left = _Left.ACCEPTED
+            else:
+                child.message_left = _Left.ACCEPTED
+        self._verdicts.append(verdict)
+        self._waiting -= 1
+        if self._waiting == 0:
+            self._finish_envelope()
+
+    def _finish_envelope(self) -> None:
+        stage = self._stage
+        merged = self._merge(self._children_left_message())
+        info = _STAGES[_COMMAND_OF[stage]]
+        if not self._mta_steps & info.no_reply:
+            self._out.append(ToMta(reply_for(merged, self._reply_codes)))
+        self._phase = _Phase.IDLE
+        if merged in FINAL_NEGATIVE:
+            if stage is Stage.RCPT and merged is not Verdict.DISCARD:
+                if self.facts.recipients:
+                    self.facts.recipients.pop()
+            else:
+                self._session_status = merged
+                self._end_message()
+        elif merged is Verdict.ACCEPT:
+            self._session_status = merged
+
+    def _children_left_message(self) -> bool:
+        return not any(c.in_message() for c in self._children)
+
+    def _merge(self, nobody_left: bool) -> Verdict:
+        merged = max(self._verdicts, default=Verdict.NO_CHANGE)
+        if merged in FINAL_NEGATIVE:
+            return merged
+        if nobody_left:
+            if all(c.failed for c in self._children):
+                return self.settings.fallback
+            return Verdict.ACCEPT
+        return Verdict.CONTINUE
+
+    # ------------------------------------------------------------ message stages
+
+    def _new_message(self) -> None:
+        self.facts.reset_message()
+        self._headers: list[tuple[str, str]] = []
+        self._body: BodyStore | None = None
+        self._saw_data = False
+        # end-of-message replay
+        self._working = WorkingHeaders([])
+        self._replay_queue: deque[_Child] = deque()
+        self._replaying: _Child | None = None
+        self._script: Iterator[tuple[m.CommandMessage, Stage, bool]] | None = None
+        self._replacement: BodyStore | None = None
+        self._replacement_pending: tuple[_Child, BodyStore] | None = None
+        self._body_replaced = False
+        self._change_from: m.ChangeFrom | None = None
+        self._quarantine: m.Quarantine | None = None
+        for child in self._children:
+            child.message_left = None
+            child.body_skipped = False
+
+    def _buffer(self, message: m.Header | m.EndOfHeaders | m.Body) -> None:
+        info = _STAGES[type(message)]
+        self._stage = info.stage
+        if isinstance(message, m.Header):
+            self._headers.append((message.name, message.value))
+            self.facts.headers.append((message.name, message.value))
+        elif isinstance(message, m.Body):
+            self._body_store().append(message.chunk)
+        if not self._mta_steps & info.no_reply:
+            self._out.append(ToMta(m.Continue()))
+
+    def _body_store(self) -> BodyStore:
+        if self._body is None:
+            self._body = self._body_factory()
+        return self._body
+
+    def _end_of_message(self, message: m.EndOfMessage) -> None:
+        if message.chunk:
+            self._body_store().append(message.chunk)
+        self._begin_stage(Stage.END_OF_MESSAGE)
+        self._phase = _Phase.REPLAY
+        self._working = WorkingHeaders(self._headers)
+        self._replay_queue = deque(c for c in self._children if c.in_message())
+        self._next_child()
+
+    def _next_child(self) -> None:
+        while self._replay_queue:
+            child = self._replay_queue.popleft()
+            if not child.in_message() or not self._applies_to_message(child):
+                continue
+            self._replaying = child
+            self._script = self._replay_script(child)
+            if self._pump(child):
+                return
+        self._replaying = None
+        self._finish_message()
+
+    def _applies_to_message(self, child: _Child) -> bool:
+        return all(
+            self._takes_part(child, stage)
+            for stage in (Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE)
+        )
+
+    def _replay_script(self, child: _Child) -> Iterator[tuple[m.CommandMessage, Stage, bool]]:
+        """What ``child`` gets at end-of-message: (command, stage, expects a reply)."""
+        steps = child.steps
+        if not self._saw_data and not steps & Step.NO_DATA:
+            self._send_macros(child, b"T")
+            yield m.Data(), Stage.DATA, not steps & Step.NO_REPLY_DATA
+        if not steps & Step.NO_HEADERS:
+            expect = not steps & Step.NO_REPLY_HEADER
+            adapt = self._header_adapter_to_child(child)
+            for name, value in self._working.items():
+                yield m.Header(name, adapt(value)), Stage.HEADER, expect
+        if not steps & Step.NO_END_OF_HEADERS:
+            self._send_macros(child, b"N")
+            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, not steps & Step.NO_REPLY_END_OF_HEADERS
+        if not steps & Step.NO_BODY and self._current_body() is not None:
+            expect = not steps & Step.NO_REPLY_BODY
+            body = self._current_body()
+            assert body is not None
+            for chunk in body.chunks(self.settings.chunk_size):
+                if child.body_skipped:
+                    break
+                yield m.Body(chunk), Stage.BODY, expect
+        self._send_macros(child, b"E")
+        yield m.EndOfMessage(), Stage.END_OF_MESSAGE, True
+
+    def _current_body(self) -> BodyStore | None:
+        return self._replacement if self._body_replaced else self._body
+
+    def _pump(self, child: _Child) -> bool:
+        """Send the script up to the next command that wants a reply; False when done."""
+        assert self._script is not None
+        for command, stage, expect in self._script:
+            self._send(child, command, stage, expect_reply=expect)
+            child.last_stage = stage
+            if expect:
+                return True
+        return False
+
+    def _on_replay_reply(self, child: _Child, stage: Stage, reply: m.ReplyMessage) -> None:
+        if isinstance(reply, m.Modification):
+            if stage is not Stage.END_OF_MESSAGE:
+                self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
+            elif not child.settings.evaluation_mode:
+                self._apply(child, reply)
+            return
+        verdict = self._verdict_of(reply)
+        if verdict is None:
+            self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
+            return
+        child.awaiting = None
+        if verdict is Verdict.SKIP:
+            if stage is Stage.BODY:
+                child.body_skipped = True
+            verdict = Verdict.CONTINUE
+        if verdict is Verdict.CONTINUE and stage is not Stage.END_OF_MESSAGE:
+            if not self._pump(child):
+                self._child_done_with_message(child)
+            return
+        verdict = self._count(child, stage, verdict, reply)
+        self._verdicts.append(verdict)
+        if verdict is Verdict.ACCEPT:
+            child.message_left = _Left.ACCEPTED
+        self._child_done_with_message(child)
+
+    def _child_done_with_message(self, child: _Child) -> None:
+        if child.last_stage is Stage.END_OF_MESSAGE:
+            child.in_transaction = False
+        self._script = None
+        if self._replacement_pending is not None and self._replacement_pending[0] is child:
+            self._replacement = self._replacement_pending[1]
+            self._body_replaced = True
+            self._replacement_pending = None
+        if any(v in FINAL_NEGATIVE for v in self._verdicts):
+            self._replay_queue.clear()
+        self._next_child()
+
+    def _apply(self, child: _Child, change: m.Modification) -> None:
+        adapt = self._header_adapter_from_child(child)
+        try:
+            if isinstance(change, m.AddHeader):
+                self._working.add(change.name, adapt(change.value))
+            elif isinstance(change, m.InsertHeader):
+                self._working.insert(change.index, change.name, adapt(change.value))
+            elif isinstance(change, m.ChangeHeader):
+                value = adapt(change.value) if change.value else ""
+                self._working.change(change.name, change.index, value)
+            elif isinstance(change, m.ReplaceBody):
+                pending = self._replacement_pending
+                if pending is None or pending[0] is not child:
+                    pending = (child, self._body_factory())
+                    self._replacement_pending = pending
+                pending[1].append(change.chunk)
+            elif isinstance(change, m.ChangeFrom):
+                self._change_from = change
+            elif isinstance(change, m.Quarantine):
+                self._quarantine = change
+            else:  # recipients: forwarded as they come
+                self._out.append(ToMta(change))
+        except HeaderError as error:
+            child.reason = str(error)
+
+    def _finish_message(self) -> None:
+        merged = self._merge(self._children_left_message())
+        if merged in FINAL_NEGATIVE:
+            self._out.append(ToMta(reply_for(merged, self._reply_codes)))
+        else:
+            if self._change_from is not None:
+                self._out.append(ToMta(self._change_from))
+            for header_change in self._working.net_changes():
+                self._out.append(ToMta(header_change))
+            if self._body_replaced and self._replacement is not None:
+                chunks = list(self._replacement.chunks(self.settings.chunk_size)) or [b""]
+                for chunk in chunks:
+                    self._out.append(ToMta(m.ReplaceBody(chunk)))
+            if self._quarantine is not None:
+                self._out.append(ToMta(self._quarantine))
+                self._quarantined = True
+            self._out.append(ToMta(m.Accept() if merged is Verdict.ACCEPT else m.Continue()))
+        self._session_status = merged if merged is not Verdict.CONTINUE else Verdict.NO_CHANGE
+        self._phase = _Phase.IDLE
+        self._end_message()
+
+    # ------------------------------------------------------------ ends
+
+    def _end_message(self) -> None:
+        """The message is over for everybody: reset children still inside it."""
+        for child in self._children:
+            if child.in_transaction and not child.failed:
+                self._send(child, m.Abort(), Stage.ABORT)
+            child.in_transaction = False
+        pending = self._replacement_pending
+        for store in (self._body, self._replacement, pending[1] if pending else None):
+            if store is not None:
+                store.close()
+        self._new_message()
+
+    def _abort_message(self) -> None:
+        self._stage = Stage.ABORT
+        self._end_message()
+
+    def _quit(self) -> None:
+        for child in self._children:
+            if not child.failed:
+                self._send(child, m.Quit(), Stage.QUIT)
+                self._out.append(CloseChild(child.index))
+        self._finish_session(self._session_status)
+        self._phase = _Phase.CLOSED
+
+    def _quit_new_connection(self) -> None:
+        for child in self._children:
+            if not child.failed:
+                self._send(child, m.QuitNewConnection(), Stage.QUIT)
+        self._finish_session(self._session_status)
+        for child in self._children:
+            child.connection_left = None
+            child.extra_macros = {}
+            child.reported = child.failed
+            child.result = Verdict.NO_CHANGE
+            child.reason = ""
+        active = self.facts.active_sessions
+        self.facts = SessionFacts(active_sessions=active)
+        self._macros = {}
+        self._session_status = Verdict.NO_CHANGE
+        self._quarantined = False
+        self._new_message()
+
+    def _finish_session(self, status: Verdict, disconnected: bool = False) -> None:
+        for child in self._children:
+            self._report(child)
+        label = "quarantine" if self._quarantined and status not in FINAL_NEGATIVE else status.label
+        self._out.append(SessionFinished(self._stage, label, disconnected))
+
+    def _report(self, child: _Child) -> None:
+        if not child.reported:
+            child.reported = True
+            self._out.append(
+                ChildFinished(
+                    child.index, child.name, child.last_stage, child.result.label, child.reason
+                )
+            )
+
+    # ------------------------------------------------------------ verdicts and failures
+
+    @staticmethod
+    def _verdict_of(reply: m.ReplyMessage) -> Verdict | None:
+        if isinstance(reply, m.ReplyCode):
+            return reply_code_verdict(reply)
+        return REPLY_VERDICTS.get(type(reply))
+
+    def _count(
+        self, child: _Child, stage: Stage, verdict: Verdict, reply: m.ReplyMessage
+    ) -> Verdict:
+        """Record what the child said; returns what it counts as."""
+        if verdict is not Verdict.CONTINUE:
+            child.result = verdict
+        if child.settings.evaluation_mode and verdict in FINAL_NEGATIVE:
+            child.reason = f"evaluation mode: {verdict.label} at {stage.value} not applied"
+            return Verdict.ACCEPT
+        if isinstance(reply, m.ReplyCode):
+            self._reply_codes.append(reply)
+        return verdict
+
+    def _fail(self, child: _Child, reason: str) -> None:
+        """The child is out of the session; its fallback counts once as its answer."""
+        waiting_on = child.awaiting
+        child.failed = True
+        child.awaiting = None
+        child.in_transaction = False
+        child.reason = reason
+        child.result = child.settings.fallback
+        self._out.append(CloseChild(child.index))
+        self._report(child)
+        fallback = child.settings.fallback
+        if waiting_on is Stage.NEGOTIATE or self._phase not in (_Phase.ENVELOPE, _Phase.REPLAY):
+            if fallback is not Verdict.ACCEPT:
+                self._owed.append(fallback)
+        else:
+            self._verdicts.append(fallback)
+        if waiting_on is None:
+            return
+        if waiting_on is Stage.NEGOTIATE:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._finish_negotiation()
+        elif self._phase is _Phase.REPLAY:
+            self._child_done_with_message(child)
+        else:
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._finish_envelope()
+
+    # ------------------------------------------------------------ leading space
+
+    def _header_adapter_to_child(self, child: _Child) -> Callable[[str], str]:
+        mta = bool(self._mta_steps & Step.HEADER_LEADING_SPACE)
+        if mta and not child.leading_space:
+            return _strip_space
+        if child.leading_space and not mta:
+            return _add_space
+        return _same
+
+    def _header_adapter_from_child(self, child: _Child) -> Callable[[str], str]:
+        mta = bool(self._mta_steps & Step.HEADER_LEADING_SPACE)
+        if mta and not child.leading_space:
+            return _add_space
+        if child.leading_space and not mta:
+            return _strip_space
+        return _same
+
+
+def _strip_space(value: str) -> str:
+    return value[1:] if value.startswith(" ") else value
+
+
+def _add_space(value: str) -> str:
+    return " " + value
+
+
+def _same(value: str) -> str:
+    return value
+
+
+_COMMAND_OF: dict[Stage, type] = {info.stage: kind for kind, info in _STAGES.items()}
+
+
+def _code_of(stage: Stage) -> bytes:
+    kind = _COMMAND_OF.get(stage)
+    return _STAGES[kind].code if kind is not None else b""

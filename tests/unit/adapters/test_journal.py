@@ -1,0 +1,180 @@
+"""Journal logging: field repair, the journal/stderr choice, and entries read back from a real
+journald running in a private mount namespace (tmpfs over /run, Storage=volatile), so the
+host's journal is never touched."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmd.adapters.journal import (
+    FieldsFormatter,
+    JournalHandler,
+    field_name,
+    should_use_journal,
+    stderr_is_journal,
+    structured_fields,
+    syslog_priority,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+JOURNALD = "/lib/systemd/systemd-journald"
+
+SANDBOX = r"""
+set -eu
+mount -t tmpfs tmpfs /run
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+mkdir -p /run/systemd/journald.conf.d /run/systemd/journal
+printf '%s\n' '[Journal]' Storage=volatile ReadKMsg=no ForwardToSyslog=no ForwardToWall=no \
+  ForwardToConsole=no Audit=no > /run/systemd/journald.conf.d/test.conf
+"$JOURNALD" & journald=$!
+i=0
+while [ ! -S /run/systemd/journal/socket ]; do
+  i=$((i + 1)); [ "$i" -lt 200 ] || { echo "journald did not start" >&2; exit 3; }
+  sleep 0.02
+done
+"$@" >&2
+journalctl --sync -D /run/log/journal >/dev/null 2>&1 || true
+kill "$journald"; wait "$journald" || true
+journalctl -D /run/log/journal -o json --all --no-pager SYSLOG_IDENTIFIER=milter-manager
+"""
+
+LOGGING_SCRIPT = r"""
+import logging
+from mmd.adapters.journal import setup_logging
+setup_logging(verbose=True, use_journal=True)
+log = logging.getLogger("mmd.test")
+log.info("[session][end][end-of-message][accept][0.125](7)", extra={"fields": {
+    "MMD_EVENT": "session-end", "MMD_SESSION_ID": 7, "MMD_STATUS": "accept",
+    "MMD_ELAPSED": "0.125", "mmd_stage": "end-of-message", "9LIVES": "x",
+    "_PID": "1", "MESSAGE": "overwritten", "MMD_REASON": None}})
+log.debug("a debug line")
+log.error("an error")
+try:
+    raise ValueError("boom")
+except ValueError:
+    log.exception("failed")
+"""
+
+
+def journal_entries(script: str) -> list[dict[str, Any]]:
+    """Run ``script`` under a private journald and return its milter-manager entries."""
+    for tool in ("unshare", "journalctl"):
+        assert shutil.which(tool), f"{tool} is required"
+    assert os.access(JOURNALD, os.X_OK), f"{JOURNALD} (package systemd) is required"
+    assert os.geteuid() == 0, "the journald sandbox needs root (mount namespaces)"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JOURNALD=JOURNALD)
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox",
+         sys.executable, "-c", script],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_entries_in_a_real_journal() -> None:
+    entries = journal_entries(LOGGING_SCRIPT)
+    by_message = {str(e["MESSAGE"]).split("\n")[0]: e for e in entries}
+    end = by_message["[session][end][end-of-message][accept][0.125](7)"]
+    assert end["SYSLOG_IDENTIFIER"] == "milter-manager"
+    assert end["SYSLOG_FACILITY"] == "2"
+    assert end["PRIORITY"] == "6"
+    assert end["MMD_EVENT"] == "session-end"
+    assert end["MMD_SESSION_ID"] == "7"
+    assert end["MMD_STATUS"] == "accept"
+    assert end["MMD_ELAPSED"] == "0.125"
+    assert end["MMD_STAGE"] == "end-of-message"  # lower case repaired
+    assert end["LIVES"] == "x"  # a leading digit would make journald drop the field
+    assert end["PID"] == "1"  # a leading "_" would claim a trusted field
+    assert end["_PID"] != "1"  # journald's own, trusted
+    assert "MMD_REASON" not in end
+    assert end["LOGGER"] == "mmd.test"
+    assert by_message["a debug line"]["PRIORITY"] == "7"
+    assert by_message["an error"]["PRIORITY"] == "3"
+    failed = by_message["failed"]
+    assert failed["PRIORITY"] == "3"
+    assert "ValueError: boom" in failed["MESSAGE"]
+
+
+def test_field_name_repair() -> None:
+    assert field_name("MMD_SESSION_ID") == "MMD_SESSION_ID"
+    assert field_name("mmd-queue.id") == "MMD_QUEUE_ID"
+    assert field_name("__x") == "X"
+    assert field_name("42") is None
+    assert field_name("_") is None
+    assert field_name("A" * 80) == "A" * 64
+
+
+def test_structured_fields_keep_base_fields_and_drop_none() -> None:
+    record = logging.LogRecord("mmd", logging.INFO, __file__, 1, "m", None, None)
+    record.fields = {"PRIORITY": "0", "SYSLOG_IDENTIFIER": "x", "MMD_MILTER": "opendkim", "B": None}
+    assert structured_fields(record) == {"MMD_MILTER": "opendkim"}
+    plain = logging.LogRecord("mmd", logging.INFO, __file__, 1, "m", None, None)
+    assert structured_fields(plain) == {}
+    handler = JournalHandler()
+    fields = handler.journal_fields(record)
+    assert fields["PRIORITY"] == "6"
+    assert fields["SYSLOG_IDENTIFIER"] == "milter-manager"
+
+
+@pytest.mark.parametrize(
+    ("level", "priority"),
+    [(logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6),
+     (logging.DEBUG, 7), (25, 6), (5, 7)],
+)
+def test_priorities(level: int, priority: int) -> None:
+    assert syslog_priority(level) == priority
+
+
+def test_stderr_formatter_prints_fields_after_the_message() -> None:
+    record = logging.LogRecord("mmd.server", logging.WARNING, __file__, 1, "child %s failed",
+                               ("opendkim",), None)
+    record.fields = {"MMD_MILTER": "opendkim", "MMD_REASON": "connection refused", "X": ""}
+    assert FieldsFormatter().format(record) == (
+        'WARNING mmd.server: child opendkim failed MMD_MILTER=opendkim '
+        'MMD_REASON="connection refused" X=""'
+    )
+
+
+def test_journal_stream_must_match_stderr(tmp_path: Path) -> None:
+    with open(tmp_path / "stderr", "w") as stream:
+        status = os.fstat(stream.fileno())
+        identity = (status.st_dev, status.st_ino)
+    assert stderr_is_journal(f"{status.st_dev}:{status.st_ino}", identity)
+    assert not stderr_is_journal(f"{status.st_dev}:{status.st_ino + 1}", identity)
+    assert not stderr_is_journal("garbage", identity)
+    assert not stderr_is_journal(None, identity)
+
+
+def test_journal_choice() -> None:
+    identity = (1, 2)
+    assert should_use_journal("1:2", identity, None, False)
+    assert should_use_journal(None, identity, "abc", True)
+    assert not should_use_journal(None, identity, "abc", False)
+    assert not should_use_journal(None, identity, None, True)
+    assert not should_use_journal("1:3", identity, None, True)
+
+
+def test_setup_logging_uses_stderr_outside_systemd() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
+    env["PYTHONPATH"] = str(ROOT)
+    script = (
+        "import logging\n"
+        "from mmd.adapters.journal import setup_logging\n"
+        "setup_logging(verbose=False)\n"
+        "setup_logging(verbose=False)\n"
+        "logging.getLogger('mmd.x').info('hello', extra={'fields': {'MMD_EVENT': 'reload'}})\n"
+        "logging.getLogger('mmd.x').debug('hidden')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, check=True)
+    assert result.stderr == "INFO mmd.x: hello MMD_EVENT=reload\n"
