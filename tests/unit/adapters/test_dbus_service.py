@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from mmd.adapters.dbus_service import (
     export_control,
     is_admin,
 )
+from mmd.control import Statistics
 from tests.dbus_support import (
     DOCS_FILE,
     INTROSPECTION_FILE,
@@ -387,3 +389,38 @@ def test_docs_examples_are_real(bus: PrivateBus, service: DBusHandle) -> None:
     assert documented_members == set(MEMBERS)
     for command, documented in examples:
         assert run_example(command, bus.address) == documented, command
+
+
+# -- failures inside the daemon --------------------------------------------------------------
+
+
+class BrokenControl(FakeControl):
+    def statistics(self) -> Statistics:
+        raise RuntimeError("counters are gone")
+
+
+def test_an_unexpected_error_is_logged_and_answered_without_a_traceback(
+    bus: PrivateBus, loop: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    handle = loop.run(export_control(BrokenControl(), bus.address))
+    try:
+        with caplog.at_level(logging.ERROR):
+            reply = asyncio.run(client_call(bus.address, "GetStatistics"))
+    finally:
+        loop.run(handle.close())
+    assert reply.error_name == "org.freedesktop.DBus.Error.Failed"
+    assert reply.body == ["GetStatistics failed: counters are gone"]
+    [record] = caplog.records
+    assert record.name == "mmd.adapters.dbus_service"
+    assert record.exc_info is not None
+
+
+@pytest.mark.usefixtures("service")
+def test_typed_errors_are_not_logged_as_failures(
+    bus: PrivateBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dbus-next alone logs a traceback for every DBusError raised by a method."""
+    with caplog.at_level(logging.WARNING):
+        assert call(bus, "GetMilter", "s", "no-such", check=False).returncode != 0
+        assert call(bus, "SetMilterEnabled", "sb", "no-such", "true", check=False).returncode != 0
+    assert caplog.records == []
