@@ -186,7 +186,7 @@ class ManagerInterface(ServiceInterface):
 
     def __init__(self, control: Control, bus: MessageBus) -> None:
         super().__init__(INTERFACE_NAME)
-        self._control = control
+        self.control = control
         self._bus = bus
 
     # -- methods -------------------------------------------------------------
@@ -196,20 +196,20 @@ class ManagerInterface(ServiceInterface):
     async def Reload(self) -> str:
         await self._authorize("Reload")
         try:
-            return await self._control.reload()
+            return await self.control.reload()
         except InvalidConfiguration as error:
             raise _bus_error(ERROR_INVALID_CONFIGURATION, str(error)) from error
 
     @_method()
     @_bus_types(out=f"a{MILTER_SIGNATURE}")
     def ListMilters(self) -> list[list[Any]]:
-        return [milter_to_bus(info) for info in self._control.list_milters()]
+        return [milter_to_bus(info) for info in self.control.list_milters()]
 
     @_method()
     @_bus_types(out=MILTER_SIGNATURE, name="s")
     def GetMilter(self, name: str) -> list[Any]:
         try:
-            return milter_to_bus(self._control.get_milter(name))
+            return milter_to_bus(self.control.get_milter(name))
         except NoSuchMilter as error:
             raise _no_such_milter(name) from error
 
@@ -218,46 +218,46 @@ class ManagerInterface(ServiceInterface):
     async def SetMilterEnabled(self, name: str, enabled: bool) -> None:
         caller = await self._authorize("SetMilterEnabled")
         try:
-            self._control.set_milter_enabled(name, enabled, caller)
+            self.control.set_milter_enabled(name, enabled, caller)
         except NoSuchMilter as error:
             raise _no_such_milter(name) from error
 
     @_method()
     @_bus_types(out=f"tta{{st}}a{{s{MILTER_STATISTICS_SIGNATURE}}}")
     def GetStatistics(self) -> list[Any]:
-        return statistics_to_bus(self._control.statistics())
+        return statistics_to_bus(self.control.statistics())
 
     @_method()
     @_bus_types(out="s")
     def ShowConfig(self) -> str:
-        return self._control.show_config()
+        return self.control.show_config()
 
     # -- properties ----------------------------------------------------------
 
     @_property(access=PropertyAccess.READ)
     @_bus_types(out="s")
     def Version(self) -> str:
-        return self._control.version
+        return self.control.version
 
     @_property(access=PropertyAccess.READ)
     @_bus_types(out="s")
     def State(self) -> str:
-        return self._control.state()
+        return self.control.state()
 
     @_property(access=PropertyAccess.READ)
     @_bus_types(out="t")
     def ActiveSessions(self) -> int:
-        return self._control.active_sessions()
+        return self.control.active_sessions()
 
     @_property(access=PropertyAccess.READ)
     @_bus_types(out="t")
     def TotalSessions(self) -> int:
-        return self._control.total_sessions()
+        return self.control.total_sessions()
 
     @_property(access=PropertyAccess.READ)
     @_bus_types(out="as")
     def ConfigurationFiles(self) -> list[str]:
-        return list(self._control.configuration_files())
+        return list(self.control.configuration_files())
 
     # -- signals -------------------------------------------------------------
 
@@ -431,7 +431,7 @@ class DBusHandle:
         self.interface.Reloaded(success, message)
         if success:
             self.interface.emit_properties_changed(
-                {"ConfigurationFiles": list(self.interface._control.configuration_files())}
+                {"ConfigurationFiles": list(self.interface.control.configuration_files())}
             )
 
     async def close(self) -> None:
