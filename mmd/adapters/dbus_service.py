@@ -417,32 +417,55 @@ class BusNameUnavailable(RuntimeError):
     """Another connection owns (or is queued for) the bus name."""
 
 
+async def _watch_connection(bus: MessageBus) -> None:
+    """Say so when the bus goes away under us (otherwise asyncio reports an unretrieved error)."""
+    try:
+        await _wait_for_disconnect(bus)
+    except Exception as error:
+        log.warning(
+            "D-Bus connection lost (%r): the control interface is gone until restart", error
+        )
+
+
 @dataclass
 class DBusHandle:
     """What the daemon keeps of the exported interface."""
 
     bus: MessageBus
     interface: ManagerInterface
+    watcher: asyncio.Task[None] | None = None
+
+    # The emitters run inside the daemon's reload and override paths (as Control
+    # callbacks): a lost or closed bus must never make those fail.
 
     def emit_milter_state_changed(self, name: str, enabled: bool, reason: str) -> None:
-        self.interface.MilterStateChanged(name, enabled, reason)
+        if not self.bus.connected:
+            return
+        try:
+            self.interface.MilterStateChanged(name, enabled, reason)
+        except Exception:
+            log.warning("could not emit MilterStateChanged", exc_info=True)
 
     def emit_reloaded(self, success: bool, message: str) -> None:
-        self.interface.Reloaded(success, message)
-        if success:
-            self.interface.emit_properties_changed(
-                {"ConfigurationFiles": list(self.interface.control.configuration_files())}
-            )
+        if not self.bus.connected:
+            return
+        try:
+            self.interface.Reloaded(success, message)
+            if success:
+                files = list(self.interface.control.configuration_files())
+                self.interface.emit_properties_changed({"ConfigurationFiles": files})
+        except Exception:
+            log.warning("could not emit Reloaded", exc_info=True)
 
     async def close(self) -> None:
         """Give up the name and disconnect; safe to call twice."""
-        if not self.bus.connected:
-            return
-        with contextlib.suppress(DBusError):
-            await self.bus.release_name(BUS_NAME)
-        self.bus.unexport(OBJECT_PATH, self.interface)
-        _disconnect(self.bus)
-        await _wait_for_disconnect(self.bus)
+        if self.bus.connected:
+            with contextlib.suppress(DBusError):
+                await self.bus.release_name(BUS_NAME)
+            self.bus.unexport(OBJECT_PATH, self.interface)
+            _disconnect(self.bus)
+        if self.watcher is not None:
+            await self.watcher
 
 
 async def export_control(control: Control, bus_address: str | None = None) -> DBusHandle:
@@ -465,6 +488,8 @@ async def export_control(control: Control, bus_address: str | None = None) -> DB
     except BaseException:
         _disconnect(bus)
         raise
-    handle = DBusHandle(bus, interface)
+    handle = DBusHandle(
+        bus, interface, asyncio.get_running_loop().create_task(_watch_connection(bus))
+    )
     control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
     return handle

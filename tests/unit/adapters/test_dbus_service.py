@@ -424,3 +424,23 @@ def test_typed_errors_are_not_logged_as_failures(
         assert call(bus, "GetMilter", "s", "no-such", check=False).returncode != 0
         assert call(bus, "SetMilterEnabled", "sb", "no-such", "true", check=False).returncode != 0
     assert caplog.records == []
+
+
+def test_a_lost_bus_is_logged_and_does_not_fail_the_daemon(
+    loop: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_bus = start_bus("session")
+    control = FakeControl()
+    handle = loop.run(export_control(control, own_bus.address))
+    with caplog.at_level(logging.WARNING):
+        own_bus.stop()  # dbus-daemon gone, e.g. restarted by an admin
+        deadline = time.monotonic() + 5
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert not handle.bus.connected
+    assert "D-Bus connection lost" in caplog.records[0].getMessage()
+    # the daemon's callbacks still fire and must not raise into reload / override
+    assert loop.run(control.reload()) == "reloaded 2 files, 2 milters"
+    control.set_milter_enabled("opendkim", False, "test")
+    assert control.set_calls == [("opendkim", False, "test")]
+    loop.run(handle.close())
