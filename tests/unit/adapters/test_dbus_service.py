@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -388,6 +389,8 @@ def test_docs_examples_are_real(bus: PrivateBus, service: DBusHandle) -> None:
     documented_members = {m for c, _ in examples for m in MEMBERS if f" {m}" in c}
     assert documented_members == set(MEMBERS)
     for command, documented in examples:
+        if "| jq " in command and shutil.which("jq") is None:
+            raise RuntimeError("docs/dbus.md pipes into jq: install the Debian package jq")
         assert run_example(command, bus.address) == documented, command
 
 
