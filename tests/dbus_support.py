@@ -166,8 +166,9 @@ class FakeControl:
             sessions=info.sessions,
             verdicts=info.verdicts,
         )
+        word = "enabled" if enabled else "disabled"
         for changed in self._state_callbacks:
-            changed(name, enabled, f"set by {caller}")
+            changed(name, enabled, f"{word} at runtime by {caller}")  # as the daemon words it
 
     def statistics(self) -> Statistics:
         return sample_statistics()

@@ -208,7 +208,7 @@ def test_set_milter_enabled_changes_the_control_and_signals(
     assert caller.startswith("uid 0 (root) via D-Bus :")
     [changed] = signals
     assert changed.member == "MilterStateChanged"
-    assert changed.body == ["clamav-milter", False, f"set by {caller}"]
+    assert changed.body == ["clamav-milter", False, f"disabled at runtime by {caller}"]
     # and busctl sees the new state
     assert call(bus, "GetMilter", "s", "clamav-milter")["data"][0][2] is False
     assert call(bus, "SetMilterEnabled", "sb", "clamav-milter", "true") is None
