@@ -36,9 +36,16 @@ def session_commands() -> list[Message]:
     """What Postfix sends a milter for one message with 2 recipients and 16 headers."""
     commands: list[Message] = [
         Negotiate(6, ALL_ACTIONS, ALL_STEPS),
-        Macro(b"C", (("j", "mx.example.org"), ("{daemon_name}", "smtpd"),
-                     ("{daemon_addr}", "192.0.2.1"), ("v", "Postfix 3.7.11"),
-                     ("_", "client.example.net [198.51.100.7]"))),
+        Macro(
+            b"C",
+            (
+                ("j", "mx.example.org"),
+                ("{daemon_name}", "smtpd"),
+                ("{daemon_addr}", "192.0.2.1"),
+                ("v", "Postfix 3.7.11"),
+                ("_", "client.example.net [198.51.100.7]"),
+            ),
+        ),
         Connect("client.example.net", Family.INET, 52344, "198.51.100.7"),
         Macro(b"H", (("{tls_version}", "TLSv1.3"), ("{cipher}", "TLS_AES_256_GCM_SHA384"))),
         Helo("client.example.net"),
@@ -117,13 +124,16 @@ def main() -> None:
         packets = [encode(m) for m in messages]
         stream = b"".join(packets)
         n = len(messages)
-        rate(f"decode {name}, one read per packet", n,
-             decode_all(direction, packets), seconds)
-        rate(f"decode {name}, whole session in one read", n,
-             decode_all(direction, [stream]), seconds)
-        rate(f"decode {name}, 7-byte reads", n,
-             decode_all(direction, [stream[i:i + 7] for i in range(0, len(stream), 7)]),
-             seconds)
+        rate(f"decode {name}, one read per packet", n, decode_all(direction, packets), seconds)
+        rate(
+            f"decode {name}, whole session in one read", n, decode_all(direction, [stream]), seconds
+        )
+        rate(
+            f"decode {name}, 7-byte reads",
+            n,
+            decode_all(direction, [stream[i : i + 7] for i in range(0, len(stream), 7)]),
+            seconds,
+        )
         rate(f"encode {name}", n, encode_each(messages), seconds)
         rate(f"encode_many {name}", n, encode_joined(messages), seconds)
 

@@ -53,7 +53,7 @@ class Control(Protocol):
     version: str
 
     def state(self) -> str:
-        """"starting", "running", "reloading" or "stopping"."""
+        """ "starting", "running", "reloading" or "stopping"."""
         ...
 
     def active_sessions(self) -> int: ...

@@ -101,13 +101,26 @@ class Step(enum.IntFlag):
 
 ALL_STEPS = Step(0x1FFFFF)
 NO_EVENT_STEPS = (
-    Step.NO_CONNECT | Step.NO_HELO | Step.NO_MAIL | Step.NO_RCPT | Step.NO_BODY
-    | Step.NO_HEADERS | Step.NO_END_OF_HEADERS | Step.NO_UNKNOWN | Step.NO_DATA
+    Step.NO_CONNECT
+    | Step.NO_HELO
+    | Step.NO_MAIL
+    | Step.NO_RCPT
+    | Step.NO_BODY
+    | Step.NO_HEADERS
+    | Step.NO_END_OF_HEADERS
+    | Step.NO_UNKNOWN
+    | Step.NO_DATA
 )
 NO_REPLY_STEPS = (
-    Step.NO_REPLY_HEADER | Step.NO_REPLY_CONNECT | Step.NO_REPLY_HELO | Step.NO_REPLY_MAIL
-    | Step.NO_REPLY_RCPT | Step.NO_REPLY_DATA | Step.NO_REPLY_UNKNOWN
-    | Step.NO_REPLY_END_OF_HEADERS | Step.NO_REPLY_BODY
+    Step.NO_REPLY_HEADER
+    | Step.NO_REPLY_CONNECT
+    | Step.NO_REPLY_HELO
+    | Step.NO_REPLY_MAIL
+    | Step.NO_REPLY_RCPT
+    | Step.NO_REPLY_DATA
+    | Step.NO_REPLY_UNKNOWN
+    | Step.NO_REPLY_END_OF_HEADERS
+    | Step.NO_REPLY_BODY
 )
 YES_STEPS = Step.SKIP | Step.RCPT_REJECTED | Step.HEADER_LEADING_SPACE
 

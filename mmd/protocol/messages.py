@@ -119,8 +119,21 @@ class Unknown:
 
 
 CommandMessage = (
-    Negotiate | Macro | Connect | Helo | Mail | Rcpt | Data | Header | EndOfHeaders | Body
-    | EndOfMessage | Abort | Quit | QuitNewConnection | Unknown
+    Negotiate
+    | Macro
+    | Connect
+    | Helo
+    | Mail
+    | Rcpt
+    | Data
+    | Header
+    | EndOfHeaders
+    | Body
+    | EndOfMessage
+    | Abort
+    | Quit
+    | QuitNewConnection
+    | Unknown
 )
 
 # ---------------------------------------------------------------- replies
@@ -246,10 +259,15 @@ class SetSymbolList:
 
 VerdictReply = Accept | Continue | Reject | Tempfail | Discard | ConnectionFail | Shutdown | Skip
 Modification = (
-    AddHeader | InsertHeader | ChangeHeader | AddRecipient | AddRecipientWithArgs
-    | DeleteRecipient | ChangeFrom | ReplaceBody | Quarantine
+    AddHeader
+    | InsertHeader
+    | ChangeHeader
+    | AddRecipient
+    | AddRecipientWithArgs
+    | DeleteRecipient
+    | ChangeFrom
+    | ReplaceBody
+    | Quarantine
 )
-ReplyMessage = (
-    Negotiate | VerdictReply | Progress | ReplyCode | Modification | SetSymbolList
-)
+ReplyMessage = Negotiate | VerdictReply | Progress | ReplyCode | Modification | SetSymbolList
 Message = CommandMessage | ReplyMessage

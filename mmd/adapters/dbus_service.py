@@ -1,0 +1,495 @@
+"""The D-Bus control interface: ``mmd.control.Control`` as ``org.miltermanager.Manager1``.
+
+This is the only module that imports dbus-next. It translates between bus
+types and the daemon-independent contract in ``mmd.control``; it holds no
+state of its own beyond the bus connection.
+
+Signatures are chosen so that ``busctl call`` prints something an admin can
+read: a milter is one struct ``(ssbsasbsta{st})`` in the order of
+``MilterInfo``, counters are ``t`` (uint64, they only grow), latencies ``d``
+seconds. The documented introspection XML lives in ``dbus/`` and a test
+checks that it matches what this module serves.
+
+Mutating methods (Reload, SetMilterEnabled) are guarded twice: by the bus
+policy (``dbus/org.miltermanager.Manager1.conf``) and here, by asking the bus
+for the caller's uid and checking it is root or a member of
+``milter-manager-admin`` in the user database, so that a policy mistake does
+not open them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import grp
+import inspect
+import logging
+import os
+import pwd
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from xml.etree import ElementTree
+
+from dbus_next import introspection as intr
+from dbus_next.aio.message_bus import MessageBus
+from dbus_next.constants import (
+    BusType,
+    MessageType,
+    NameFlag,
+    PropertyAccess,
+    RequestNameReply,
+)
+from dbus_next.errors import DBusError
+from dbus_next.message import Message
+from dbus_next.service import ServiceInterface, dbus_property, method, signal
+
+from mmd.control import (
+    Control,
+    InvalidConfiguration,
+    MilterInfo,
+    MilterStatistics,
+    NoSuchMilter,
+    Statistics,
+)
+
+BUS_NAME = "org.miltermanager.Manager1"
+OBJECT_PATH = "/org/miltermanager/Manager1"
+INTERFACE_NAME = "org.miltermanager.Manager1"
+ADMIN_GROUP = "milter-manager-admin"
+
+ERROR_NO_SUCH_MILTER = "org.miltermanager.Error.NoSuchMilter"
+ERROR_INVALID_CONFIGURATION = "org.miltermanager.Error.InvalidConfiguration"
+ERROR_ACCESS_DENIED = "org.miltermanager.Error.AccessDenied"
+
+# name, connection spec, enabled, source, applicable conditions, reachable,
+# last error, sessions, verdict counts (status -> count)
+MILTER_SIGNATURE = "(ssbsasbsta{st})"
+# sessions, verdict counts, average latency (s), max latency (s)
+MILTER_STATISTICS_SIGNATURE = "(ta{st}dd)"
+
+# Names of out-arguments and signal arguments: dbus-next only names in-arguments,
+# and unnamed arguments make introspection (and busctl introspect) much less useful.
+OUT_ARGUMENT_NAMES: dict[str, tuple[str, ...]] = {
+    "Reload": ("message",),
+    "ListMilters": ("milters",),
+    "GetMilter": ("milter",),
+    "SetMilterEnabled": (),
+    "GetStatistics": ("total_sessions", "active_sessions", "statuses", "milters"),
+    "ShowConfig": ("text",),
+    "MilterStateChanged": ("name", "enabled", "reason"),
+    "Reloaded": ("success", "message"),
+}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# dbus-next's decorators are untyped; give them types once, here.
+_method: Callable[..., Callable[[Callable[..., Any]], Any]] = method
+_signal: Callable[..., Callable[[Callable[..., Any]], Any]] = signal
+_property: Callable[..., Callable[[Callable[..., Any]], Any]] = dbus_property
+_bus_error: Callable[[str, str], DBusError] = DBusError
+# dbus-next's own (de)marshalling helpers for method bodies, as ControlBus needs them
+_body_to_args: Callable[[Message], list[Any]] = ServiceInterface._msg_body_to_args
+_result_to_body: Callable[[Any, Any], tuple[list[Any], list[int]]] = (
+    ServiceInterface._fn_result_to_body
+)
+
+# The method call being dispatched, for the caller check. dbus-next does not
+# hand the message to method implementations; ControlBus sets this in the
+# context the implementation runs in.
+_current_call: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
+    "mmd_dbus_current_call", default=None
+)
+
+log = logging.getLogger(__name__)
+
+# EmitsChangedSignal per property (see the XML in dbus/ for the reasons).
+PROPERTY_CHANGE_SIGNALS = {
+    "Version": "const",
+    "State": "false",
+    "ActiveSessions": "false",
+    "TotalSessions": "false",
+    "ConfigurationFiles": "true",
+}
+
+
+def _bus_types(out: str = "", **params: str) -> Callable[[_F], _F]:
+    """Attach D-Bus type strings as the signature dbus-next inspects.
+
+    Writing them as annotations would hide the real Python types from mypy.
+    """
+
+    def apply(fn: _F) -> _F:
+        parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        parameters += [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type_)
+            for name, type_ in params.items()
+        ]
+        return_annotation = out if out else inspect.Signature.empty
+        fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            parameters, return_annotation=return_annotation
+        )
+        return fn
+
+    return apply
+
+
+def milter_to_bus(info: MilterInfo) -> list[Any]:
+    return [
+        info.name,
+        info.connection_spec,
+        info.enabled,
+        info.source,
+        list(info.applicable_conditions),
+        info.reachable,
+        info.last_error,
+        info.sessions,
+        dict(info.verdicts),
+    ]
+
+
+def milter_statistics_to_bus(stats: MilterStatistics) -> list[Any]:
+    return [stats.sessions, dict(stats.verdicts), stats.average_latency, stats.max_latency]
+
+
+def statistics_to_bus(stats: Statistics) -> list[Any]:
+    return [
+        stats.total_sessions,
+        stats.active_sessions,
+        dict(stats.statuses),
+        {name: milter_statistics_to_bus(m) for name, m in stats.milters.items()},
+    ]
+
+
+def is_admin(uid: int, group: str = ADMIN_GROUP) -> bool:
+    """Root, or a member of the admin group (primary or supplementary) per the user database."""
+    if uid == 0:
+        return True
+    try:
+        user = pwd.getpwuid(uid)
+        admin_gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return False
+    return admin_gid in os.getgrouplist(user.pw_name, user.pw_gid)
+
+
+def _describe_uid(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+class ManagerInterface(ServiceInterface):
+    """``org.miltermanager.Manager1`` over one ``Control``."""
+
+    def __init__(self, control: Control, bus: MessageBus) -> None:
+        super().__init__(INTERFACE_NAME)
+        self.control = control
+        self._bus = bus
+
+    # -- methods -------------------------------------------------------------
+
+    @_method()
+    @_bus_types(out="s")
+    async def Reload(self) -> str:
+        await self._authorize("Reload")
+        try:
+            return await self.control.reload()
+        except InvalidConfiguration as error:
+            raise _bus_error(ERROR_INVALID_CONFIGURATION, str(error)) from error
+
+    @_method()
+    @_bus_types(out=f"a{MILTER_SIGNATURE}")
+    def ListMilters(self) -> list[list[Any]]:
+        return [milter_to_bus(info) for info in self.control.list_milters()]
+
+    @_method()
+    @_bus_types(out=MILTER_SIGNATURE, name="s")
+    def GetMilter(self, name: str) -> list[Any]:
+        try:
+            return milter_to_bus(self.control.get_milter(name))
+        except NoSuchMilter as error:
+            raise _no_such_milter(name) from error
+
+    @_method()
+    @_bus_types(name="s", enabled="b")
+    async def SetMilterEnabled(self, name: str, enabled: bool) -> None:
+        caller = await self._authorize("SetMilterEnabled")
+        try:
+            self.control.set_milter_enabled(name, enabled, caller)
+        except NoSuchMilter as error:
+            raise _no_such_milter(name) from error
+
+    @_method()
+    @_bus_types(out=f"tta{{st}}a{{s{MILTER_STATISTICS_SIGNATURE}}}")
+    def GetStatistics(self) -> list[Any]:
+        return statistics_to_bus(self.control.statistics())
+
+    @_method()
+    @_bus_types(out="s")
+    def ShowConfig(self) -> str:
+        return self.control.show_config()
+
+    # -- properties ----------------------------------------------------------
+
+    @_property(access=PropertyAccess.READ)
+    @_bus_types(out="s")
+    def Version(self) -> str:
+        return self.control.version
+
+    @_property(access=PropertyAccess.READ)
+    @_bus_types(out="s")
+    def State(self) -> str:
+        return self.control.state()
+
+    @_property(access=PropertyAccess.READ)
+    @_bus_types(out="t")
+    def ActiveSessions(self) -> int:
+        return self.control.active_sessions()
+
+    @_property(access=PropertyAccess.READ)
+    @_bus_types(out="t")
+    def TotalSessions(self) -> int:
+        return self.control.total_sessions()
+
+    @_property(access=PropertyAccess.READ)
+    @_bus_types(out="as")
+    def ConfigurationFiles(self) -> list[str]:
+        return list(self.control.configuration_files())
+
+    # -- signals -------------------------------------------------------------
+
+    @_signal()
+    @_bus_types(out="sbs")
+    def MilterStateChanged(self, name: str, enabled: bool, reason: str) -> list[Any]:
+        return [name, enabled, reason]
+
+    @_signal()
+    @_bus_types(out="bs")
+    def Reloaded(self, success: bool, message: str) -> list[Any]:
+        return [success, message]
+
+    # -- plumbing ------------------------------------------------------------
+
+    def introspect(self) -> intr.Interface:
+        """dbus-next's introspection, with out-arguments and signal arguments named."""
+        interface: intr.Interface = super().introspect()
+        members: list[tuple[str, list[intr.Arg]]] = [
+            (m.name, m.out_args) for m in interface.methods
+        ] + [(s.name, s.args) for s in interface.signals]
+        for member_name, out_args in members:
+            names = OUT_ARGUMENT_NAMES.get(member_name, ())
+            for arg, arg_name in zip(out_args, names, strict=True):
+                arg.name = arg_name
+        interface.properties = [
+            _AnnotatedProperty(p, PROPERTY_CHANGE_SIGNALS[p.name]) for p in interface.properties
+        ]
+        return interface
+
+    async def _authorize(self, member: str) -> str:
+        """Check the caller in the daemon too; returns who called, for the log."""
+        call = _current_call.get()
+        if call is None or not call.sender:
+            raise _bus_error(ERROR_ACCESS_DENIED, f"{member}: the caller is unknown")
+        reply = await self._bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="GetConnectionUnixUser",
+                signature="s",
+                body=[call.sender],
+            )
+        )
+        if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+            raise _bus_error(ERROR_ACCESS_DENIED, f"{member}: the caller's uid is unknown")
+        uid = int(reply.body[0])
+        # the user database may be remote (NSS); keep the event loop free for mail
+        allowed = await asyncio.to_thread(is_admin, uid)
+        who = _describe_uid(uid)
+        if not allowed:
+            raise _bus_error(
+                ERROR_ACCESS_DENIED,
+                f"{member} needs root or membership in group {ADMIN_GROUP}; caller is {who}",
+            )
+        return f"{who} via D-Bus {call.sender}"
+
+
+def _no_such_milter(name: str) -> DBusError:
+    return _bus_error(ERROR_NO_SUCH_MILTER, f"no milter named {name!r}")
+
+
+class _AnnotatedProperty(intr.Property):
+    """A property whose introspection says whether PropertiesChanged covers it.
+
+    dbus-next 0.2.3 writes no annotations; busctl would show every property as emits-change.
+    """
+
+    def __init__(self, plain: intr.Property, emits_changed_signal: str) -> None:
+        super().__init__(plain.name, plain.signature, plain.access)
+        self.emits_changed_signal = emits_changed_signal
+
+    def to_xml(self) -> ElementTree.Element:
+        element: ElementTree.Element = super().to_xml()
+        annotation = ElementTree.SubElement(element, "annotation")
+        annotation.set("name", "org.freedesktop.DBus.Property.EmitsChangedSignal")
+        annotation.set("value", self.emits_changed_signal)
+        return element
+
+
+class ControlBus(MessageBus):
+    """A MessageBus whose method dispatch suits a daemon.
+
+    dbus-next 0.2.3 sends a raised DBusError as the reply but then re-raises it
+    into its reader (a logged traceback per NoSuchMilter), and it does not tell
+    the implementation who called. Here each call runs in a context that holds
+    its message, typed errors are only replies, and unexpected errors are
+    logged here and answered without a traceback.
+    """
+
+    def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
+        def handler(message: Message, send_reply: Callable[[Message], None]) -> None:
+            args = _body_to_args(message)
+            context = contextvars.copy_context()
+            context.run(_current_call.set, message)
+            if asyncio.iscoroutinefunction(method.fn):
+                asyncio.get_running_loop().create_task(
+                    _reply_async(method, interface, args, message, send_reply), context=context
+                )
+            else:
+                context.run(_reply_now, method, interface, args, message, send_reply)
+
+        return handler
+
+
+def _result_message(method: Any, message: Message, result: Any) -> Message:
+    body, fds = _result_to_body(result, method.out_signature_tree)
+    reply: Message = Message.new_method_return(message, method.out_signature, body, fds)
+    return reply
+
+
+def _error_message(message: Message, error: Exception) -> Message:
+    if isinstance(error, DBusError):
+        reply: Message = Message.new_error(message, error.type, error.text)
+        return reply
+    log.error("D-Bus %s failed", message.member, exc_info=error)
+    failed: Message = Message.new_error(
+        message, "org.freedesktop.DBus.Error.Failed", f"{message.member} failed: {error}"
+    )
+    return failed
+
+
+def _reply_now(
+    method: Any,
+    interface: ServiceInterface,
+    args: list[Any],
+    message: Message,
+    send_reply: Callable[[Message], None],
+) -> None:
+    try:
+        reply = _result_message(method, message, method.fn(interface, *args))
+    except Exception as error:
+        reply = _error_message(message, error)
+    send_reply(reply)
+
+
+async def _reply_async(
+    method: Any,
+    interface: ServiceInterface,
+    args: list[Any],
+    message: Message,
+    send_reply: Callable[[Message], None],
+) -> None:
+    try:
+        reply = _result_message(method, message, await method.fn(interface, *args))
+    except Exception as error:
+        reply = _error_message(message, error)
+    send_reply(reply)
+
+
+_disconnect: Callable[[MessageBus], None] = MessageBus.disconnect
+_wait_for_disconnect: Callable[[MessageBus], Awaitable[None]] = MessageBus.wait_for_disconnect
+
+
+class BusNameUnavailable(RuntimeError):
+    """Another connection owns (or is queued for) the bus name."""
+
+
+async def _watch_connection(bus: MessageBus) -> None:
+    """Say so when the bus goes away under us (otherwise asyncio reports an unretrieved error)."""
+    try:
+        await _wait_for_disconnect(bus)
+    except Exception as error:
+        log.warning(
+            "D-Bus connection lost (%r): the control interface is gone until restart", error
+        )
+
+
+@dataclass
+class DBusHandle:
+    """What the daemon keeps of the exported interface."""
+
+    bus: MessageBus
+    interface: ManagerInterface
+    watcher: asyncio.Task[None] | None = None
+
+    # The emitters run inside the daemon's reload and override paths (as Control
+    # callbacks): a lost or closed bus must never make those fail.
+
+    def emit_milter_state_changed(self, name: str, enabled: bool, reason: str) -> None:
+        if not self.bus.connected:
+            return
+        try:
+            self.interface.MilterStateChanged(name, enabled, reason)
+        except Exception:
+            log.warning("could not emit MilterStateChanged", exc_info=True)
+
+    def emit_reloaded(self, success: bool, message: str) -> None:
+        if not self.bus.connected:
+            return
+        try:
+            self.interface.Reloaded(success, message)
+            if success:
+                files = list(self.interface.control.configuration_files())
+                self.interface.emit_properties_changed({"ConfigurationFiles": files})
+        except Exception:
+            log.warning("could not emit Reloaded", exc_info=True)
+
+    async def close(self) -> None:
+        """Give up the name and disconnect; safe to call twice."""
+        if self.bus.connected:
+            with contextlib.suppress(DBusError):
+                await self.bus.release_name(BUS_NAME)
+            self.bus.unexport(OBJECT_PATH, self.interface)
+            _disconnect(self.bus)
+        if self.watcher is not None:
+            await self.watcher
+
+
+async def export_control(control: Control, bus_address: str | None = None) -> DBusHandle:
+    """Connect, export the interface, then request the name.
+
+    ``bus_address=None`` means the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` or
+    the standard socket). The object is exported before the name is taken so
+    that a client woken by NameOwnerChanged never finds the path missing.
+    The handle is subscribed to the control's callbacks, so the daemon needs
+    no further calls to get the signals out.
+    """
+    new_bus: Callable[..., ControlBus] = ControlBus  # its bus_address hint lacks None
+    bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    try:
+        interface = ManagerInterface(control, bus)
+        bus.export(OBJECT_PATH, interface)
+        reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+            raise BusNameUnavailable(f"{BUS_NAME} is owned by another connection ({reply.name})")
+    except BaseException:
+        _disconnect(bus)
+        raise
+    handle = DBusHandle(
+        bus, interface, asyncio.get_running_loop().create_task(_watch_connection(bus))
+    )
+    control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
+    return handle
