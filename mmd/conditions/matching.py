@@ -41,7 +41,7 @@ def check_name_entry(entry: str) -> None:
     if is_regex_entry(entry):
         compile_regex(entry[1:-1])
         return
-    if not entry or any(c.isspace() for c in entry):
+    if not entry or any(c.isspace() for c in entry) or "/" in entry:
         raise ValueError(f"bad entry {entry!r}: expected NAME, .SUFFIX or /REGEX/")
     if entry.startswith(".") and not normalize_name(entry[1:]):
         raise ValueError(f"bad entry {entry!r}: empty suffix")
