@@ -121,10 +121,11 @@ class _ClientAddress(_Clause):
 
     def check(self, stage: Stage, facts: SessionFacts) -> tuple[bool, str]:
         address = parse_client_address(facts.client_address)
-        network = self._networks.find(address) if address is not None else None
-        if network is None:
-            return False, f"client_address {facts.client_address or '(none)'} not listed"
-        return True, f"client_address {address} in {network}"
+        if address is not None:
+            network = self._networks.find(address)
+            if network is not None:
+                return True, f"client_address {facts.client_address} in {network}"
+        return False, f"client_address {facts.client_address or '(none)'} not listed"
 
 
 class _NameClause(_Clause):
@@ -215,7 +216,7 @@ def wire_macro_name(name: str) -> str:
 class CustomCondition:
     """A compiled ``CustomRule``."""
 
-    __slots__ = ("_clauses", "_macros", "effect", "name", "rule", "stage")
+    __slots__ = ("_clauses", "_macros", "effect", "name", "rule", "stage", "stages")
 
     def __init__(self, rule: CustomRule) -> None:
         problems = check_rule(rule)
@@ -225,6 +226,7 @@ class CustomCondition:
         self.rule = rule
         self.name = rule.name
         self.stage = rule.stage
+        self.stages = frozenset({rule.stage})
         self.effect: Effect = rule.effect
         self._macros = tuple((wire_macro_name(k), v) for k, v in rule.macros)
         clauses: list[_Clause] = []

@@ -112,7 +112,7 @@ def threshold_from_postfix(
 class _StressBase:
     __slots__ = ("name", "threshold")
 
-    stage = Stage.CONNECT
+    stages: frozenset[Stage] = frozenset({Stage.CONNECT})
     needed_macros: tuple[tuple[Stage, str], ...] = ()
 
     def __init__(self, *, threshold: int, name: str) -> None:

@@ -12,6 +12,7 @@ from mmd.conditions import (
     ConditionSettings,
     UnknownConditionError,
     build_conditions,
+    decision_stages,
     needed_macros,
     settings_from_table,
 )
@@ -193,3 +194,49 @@ def test_needed_macros() -> None:
     conditions = build_conditions(["S25R", "Unauthenticated", "Authenticated", "Trusted Domain"])
     assert needed_macros(conditions) == {Stage.MAIL: ("auth_type", "auth_authen")}
     assert needed_macros(build_conditions(["S25R"])) == {}
+
+
+def test_decision_stages_cover_every_answer() -> None:
+    """A condition must answer None outside the stages it declares."""
+    settings = ConditionSettings(
+        restrict_accounts=RestrictAccountsSettings(accounts=("a@example.com",)),
+        stress=StressSettings(threshold=1),
+    )
+    conditions = build_conditions(BUILTIN_CONDITIONS, settings)
+    facts = SessionFacts(
+        client_name="ppp1.example.com",
+        client_address="192.0.2.1",
+        family="inet",
+        macros={"auth_type": "PLAIN"},
+        sender="<a@gmail.com>",
+        recipients=["<a@example.com>"],
+        active_sessions=5,
+    )
+    expected = {
+        "S25R": {Stage.CONNECT},
+        "Remote Network": {Stage.CONNECT},
+        "Authenticated": {Stage.MAIL},
+        "Unauthenticated": {Stage.MAIL},
+        "Trusted Domain": {Stage.MAIL},
+        "Stress Notify": {Stage.CONNECT},
+        "No Stress": {Stage.CONNECT},
+        "Restrict Accounts": {Stage.RCPT, Stage.DATA},
+    }
+    for condition in conditions:
+        assert decision_stages(condition) == expected[condition.name]
+        for stage in Stage:
+            answer = condition.decide(stage, facts)
+            assert (answer is not None) is (stage in expected[condition.name]), (
+                condition.name,
+                stage,
+            )
+
+
+def test_condition_without_stages_is_asked_everywhere() -> None:
+    class Bare:
+        name = "bare"
+
+        def decide(self, stage: Stage, facts: SessionFacts) -> None:
+            return None
+
+    assert decision_stages(Bare()) == frozenset(Stage)
