@@ -1,7 +1,8 @@
 """Custom conditions: declarative rules from the configuration, no code.
 
-A rule is evaluated once, at its stage (for ``envelope-recipient`` and
-``header``: before each recipient / header). All its clauses must hold for
+A rule is evaluated at its stage only (at ``envelope-recipient`` before each
+recipient; the engine asks the message stages once per message, with every
+header known). All its clauses must hold for
 the rule to match; inside one clause, any list entry may match. Then:
 
 - ``effect = "apply"``: the child is applied only when the rule matches
