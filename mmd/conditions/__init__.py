@@ -12,6 +12,7 @@ from mmd.conditions.registry import (
     DEFAULT_CONDITIONS,
     ConditionRegistry,
     build_conditions,
+    decision_stages,
     needed_macros,
 )
 from mmd.conditions.settings import ConditionSettings, settings_from_table
@@ -25,6 +26,7 @@ __all__ = [
     "ConditionSettings",
     "UnknownConditionError",
     "build_conditions",
+    "decision_stages",
     "needed_macros",
     "settings_from_table",
 ]

@@ -27,7 +27,7 @@ class Authentication:
 
     __slots__ = ("name", "want_authenticated")
 
-    stage = Stage.MAIL
+    stages: frozenset[Stage] = frozenset({Stage.MAIL})
     needed_macros: tuple[tuple[Stage, str], ...] = tuple((Stage.MAIL, m) for m in AUTH_MACROS)
 
     def __init__(self, *, want_authenticated: bool, name: str | None = None) -> None:

@@ -1,7 +1,8 @@
 """Custom conditions: declarative rules from the configuration, no code.
 
-A rule is evaluated once, at its stage (for ``envelope-recipient`` and
-``header``: before each recipient / header). All its clauses must hold for
+A rule is evaluated at its stage only (at ``envelope-recipient`` before each
+recipient; the engine asks the message stages once per message, with every
+header known). All its clauses must hold for
 the rule to match; inside one clause, any list entry may match. Then:
 
 - ``effect = "apply"``: the child is applied only when the rule matches
@@ -121,10 +122,11 @@ class _ClientAddress(_Clause):
 
     def check(self, stage: Stage, facts: SessionFacts) -> tuple[bool, str]:
         address = parse_client_address(facts.client_address)
-        network = self._networks.find(address) if address is not None else None
-        if network is None:
-            return False, f"client_address {facts.client_address or '(none)'} not listed"
-        return True, f"client_address {address} in {network}"
+        if address is not None:
+            network = self._networks.find(address)
+            if network is not None:
+                return True, f"client_address {facts.client_address} in {network}"
+        return False, f"client_address {facts.client_address or '(none)'} not listed"
 
 
 class _NameClause(_Clause):
@@ -215,7 +217,7 @@ def wire_macro_name(name: str) -> str:
 class CustomCondition:
     """A compiled ``CustomRule``."""
 
-    __slots__ = ("_clauses", "_macros", "effect", "name", "rule", "stage")
+    __slots__ = ("_clauses", "_macros", "effect", "name", "rule", "stage", "stages")
 
     def __init__(self, rule: CustomRule) -> None:
         problems = check_rule(rule)
@@ -225,6 +227,7 @@ class CustomCondition:
         self.rule = rule
         self.name = rule.name
         self.stage = rule.stage
+        self.stages = frozenset({rule.stage})
         self.effect: Effect = rule.effect
         self._macros = tuple((wire_macro_name(k), v) for k, v in rule.macros)
         clauses: list[_Clause] = []

@@ -41,7 +41,7 @@ def check_name_entry(entry: str) -> None:
     if is_regex_entry(entry):
         compile_regex(entry[1:-1])
         return
-    if not entry or any(c.isspace() for c in entry):
+    if not entry or any(c.isspace() for c in entry) or "/" in entry:
         raise ValueError(f"bad entry {entry!r}: expected NAME, .SUFFIX or /REGEX/")
     if entry.startswith(".") and not normalize_name(entry[1:]):
         raise ValueError(f"bad entry {entry!r}: empty suffix")
@@ -101,6 +101,8 @@ class NameMatcher:
 
 def bare_address(address: str) -> str:
     """``<user@example.com>`` -> ``user@example.com`` (the MTA sends brackets)."""
+    if address[:1] == "<" and address[-1:] == ">" and address.find(">") == len(address) - 1:
+        return address[1:-1]
     address = address.strip()
     if address.startswith("<"):
         end = address.find(">")
@@ -118,12 +120,17 @@ def domain_of(address: str) -> str:
 
 
 class AddressMatcher:
-    """A list of addresses, domains and regexes over whole addresses."""
+    """A list of addresses, domains and regexes over whole addresses.
 
-    __slots__ = ("_addresses", "_domains", "_regexes", "entries")
+    Results are remembered per address (bounded): the same recipients come
+    back in every message, and Restrict Accounts asks again at DATA.
+    """
 
-    def __init__(self, entries: Iterable[str]) -> None:
+    __slots__ = ("_addresses", "_cache", "_domains", "_regexes", "cache_size", "entries")
+
+    def __init__(self, entries: Iterable[str], *, cache_size: int = 4096) -> None:
         self.entries: tuple[str, ...] = tuple(entries)
+        self.cache_size = cache_size
         self._addresses: dict[str, str] = {}
         domains: list[str] = []
         self._regexes: list[tuple[re.Pattern[str], str]] = []
@@ -136,12 +143,26 @@ class AddressMatcher:
             else:
                 domains.append(entry)
         self._domains = NameMatcher(domains)
+        self._cache: dict[str, str | None] = {}
 
     def __bool__(self) -> bool:
         return bool(self.entries)
 
     def find(self, address: str) -> str | None:
         """The entry that matches the envelope ``address``, or None."""
+        try:
+            return self._cache[address]
+        except KeyError:
+            pass
+        entry = self._find(address)
+        if len(self._cache) >= self.cache_size:
+            if not self.cache_size:
+                return entry
+            self._cache.clear()
+        self._cache[address] = entry
+        return entry
+
+    def _find(self, address: str) -> str | None:
         bare = bare_address(address)
         lowered = bare.lower()
         entry = self._addresses.get(lowered)

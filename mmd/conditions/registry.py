@@ -34,6 +34,7 @@ __all__ = [
     "ConditionRegistry",
     "ConditionSettings",
     "build_conditions",
+    "decision_stages",
     "needed_macros",
     "settings_from_table",
 ]
@@ -206,6 +207,20 @@ def build_conditions(
     per configuration generation and call its ``build`` instead.
     """
     return ConditionRegistry(settings).build(names, key_path=key_path)
+
+
+ALL_STAGES: frozenset[Stage] = frozenset(Stage)
+
+
+def decision_stages(condition: ChildCondition) -> frozenset[Stage]:
+    """The stages at which ``condition`` may answer other than None.
+
+    An optional attribute of the conditions here (not part of the
+    ChildCondition protocol): the engine may skip asking at other stages.
+    A condition without it is asked at every stage.
+    """
+    stages = getattr(condition, "stages", None)
+    return stages if isinstance(stages, frozenset) else ALL_STAGES
 
 
 def needed_macros(conditions: Iterable[ChildCondition]) -> dict[Stage, tuple[str, ...]]:

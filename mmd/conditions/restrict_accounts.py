@@ -21,7 +21,7 @@ With ``match_on = "sender"`` the decision is made once at MAIL instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from mmd.conditions.matching import AddressMatcher, bare_address
@@ -32,7 +32,7 @@ RecipientMode = Literal["any", "all"]
 
 
 class RestrictAccounts:
-    __slots__ = ("_accounts", "match_on", "name", "recipients")
+    __slots__ = ("_accounts", "_handlers", "match_on", "name", "recipients")
 
     needed_macros: tuple[tuple[Stage, str], ...] = ()
 
@@ -48,19 +48,22 @@ class RestrictAccounts:
         self._accounts = AddressMatcher(accounts)
         self.match_on: MatchOn = match_on
         self.recipients: RecipientMode = recipients
+        handlers: dict[Stage, Callable[[SessionFacts], Decision | None]]
+        if match_on == "sender":
+            handlers = {Stage.MAIL: self._decide_sender}
+        else:
+            handlers = {Stage.RCPT: self._decide_rcpt, Stage.DATA: self._decide_data}
+        self._handlers = handlers
+
+    @property
+    def stages(self) -> frozenset[Stage]:
+        return frozenset(self._handlers)
 
     def decide(self, stage: Stage, facts: SessionFacts) -> Decision | None:
-        if self.match_on == "sender":
-            return self._decide_sender(stage, facts)
-        if stage is Stage.RCPT:
-            return self._decide_rcpt(facts)
-        if stage is Stage.DATA:
-            return self._decide_data(facts)
-        return None
+        handler = self._handlers.get(stage)
+        return handler(facts) if handler is not None else None
 
-    def _decide_sender(self, stage: Stage, facts: SessionFacts) -> Decision | None:
-        if stage is not Stage.MAIL:
-            return None
+    def _decide_sender(self, facts: SessionFacts) -> Decision:
         sender = bare_address(facts.sender) or "<>"
         entry = self._accounts.find(facts.sender) if facts.sender else None
         if entry is None:

@@ -100,7 +100,7 @@ class S25R:
 
     __slots__ = ("_blacklist", "_whitelist", "ipv4_only", "name")
 
-    stage = Stage.CONNECT
+    stages: frozenset[Stage] = frozenset({Stage.CONNECT})
     needed_macros: tuple[tuple[Stage, str], ...] = ()
 
     def __init__(

@@ -45,7 +45,7 @@ def _main_cf_assignments(text: str) -> list[tuple[str, str]]:
         if line[0].isspace():
             if pairs:
                 key, value = pairs[-1]
-                pairs[-1] = (key, f"{value} {line.strip()}")
+                pairs[-1] = (key, f"{value} {line.strip()}".strip())
             continue
         key, sep, value = line.partition("=")
         if sep:
@@ -112,7 +112,7 @@ def threshold_from_postfix(
 class _StressBase:
     __slots__ = ("name", "threshold")
 
-    stage = Stage.CONNECT
+    stages: frozenset[Stage] = frozenset({Stage.CONNECT})
     needed_macros: tuple[tuple[Stage, str], ...] = ()
 
     def __init__(self, *, threshold: int, name: str) -> None:

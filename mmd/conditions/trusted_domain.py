@@ -32,7 +32,7 @@ class TrustedDomain:
 
     __slots__ = ("_domains", "_macros", "name")
 
-    stage = Stage.MAIL
+    stages: frozenset[Stage] = frozenset({Stage.MAIL})
     needed_macros: tuple[tuple[Stage, str], ...] = ()
 
     def __init__(

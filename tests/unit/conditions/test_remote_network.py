@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from mmd.conditions.remote_network import RemoteNetwork
+from mmd.conditions.remote_network import RemoteNetwork, parse_client_address
 from mmd.engine.applicability import SessionFacts, Stage
 
 # (family, address, applied, text the reason must contain)
@@ -66,7 +68,7 @@ def test_remote_overrides_local() -> None:
 
 
 def test_bad_network() -> None:
-    with pytest.raises(ValueError, match="bad network '10.0.0.1/8'"):
+    with pytest.raises(ValueError, match=re.escape("bad network '10.0.0.1/8'")):
         RemoteNetwork(local=("10.0.0.1/8",))
     with pytest.raises(ValueError, match="bad network"):
         RemoteNetwork(remote=("example.com",))
@@ -76,3 +78,24 @@ def test_bad_network() -> None:
 def test_only_connect_decides(stage: Stage) -> None:
     facts = SessionFacts(family="inet", client_address="127.0.0.1")
     assert RemoteNetwork().decide(stage, facts) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("192.0.2.1", (4, 0xC0000201)),
+        (" 192.0.2.1 ", (4, 0xC0000201)),
+        ("::ffff:192.0.2.1", (4, 0xC0000201)),
+        ("::1", (6, 1)),
+        ("[::1]", (6, 1)),
+        ("IPv6:::1", (6, 1)),  # Sendmail's spelling
+        ("fe80::1%eth0", (6, (0xFE80 << 112) | 1)),  # zone dropped
+        ("192.0.2", None),  # no inet_aton shorthand
+        ("192.0.2.256", None),
+        ("", None),
+        ("example.com", None),
+        ("1::2::3", None),
+    ],
+)
+def test_parse_client_address(text: str, parsed: tuple[int, int] | None) -> None:
+    assert parse_client_address(text) == parsed
