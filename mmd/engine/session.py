@@ -566,10 +566,15 @@ class Session:
         self._finish_message()
 
     def _applies_to_message(self, child: _Child) -> bool:
-        return all(
-            self._takes_part(child, stage)
-            for stage in (Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE)
+        stages: tuple[Stage, ...] = (
+            Stage.HEADER,
+            Stage.END_OF_HEADERS,
+            Stage.BODY,
+            Stage.END_OF_MESSAGE,
         )
+        if not self._saw_data:
+            stages = (Stage.DATA, *stages)  # DATA is synthesised: its conditions still decide
+        return all(self._takes_part(child, stage) for stage in stages)
 
     def _replay_script(self, child: _Child) -> Iterator[tuple[m.CommandMessage, Stage, bool]]:
         """What ``child`` gets at end-of-message: (command, stage, expects a reply)."""

@@ -566,3 +566,21 @@ def test_leading_space_is_adapted_per_child() -> None:
     run_child_through_eom(driver, 0, m.Continue())
     plain = [c for c in commands(driver.log, 1) if isinstance(c, m.Header)]
     assert plain == [m.Header("Subject", "hi")]
+
+
+class NoDataDecision:
+    name = "Restrict Accounts"
+
+    def decide(self, stage: Stage, facts: SessionFacts) -> Decision | None:
+        return Decision(apply=False, reason="no listed recipient") if stage is Stage.DATA else None
+
+
+def test_data_conditions_decide_when_data_is_synthesised() -> None:
+    driver = Driver.start([ChildSettings("a", conditions=(NoDataDecision(),))])
+    for command in (CONNECT, m.Helo("x"), MAIL, RCPT1):
+        driver.mta(command)
+        driver.child(0, m.Continue())
+    driver.mta(m.Header("Subject", "x"))
+    sent = driver.mta(m.EndOfMessage())
+    assert commands(sent, 0) == [m.Abort()]
+    assert to_mta(sent) == [m.Accept()]
