@@ -73,8 +73,8 @@ def installed_mmd(systemd_container: SystemdContainer) -> SystemdContainer:
     for group in CHILD_SOCKET_GROUPS:
         if container.run(["getent", "group", group], check=False).returncode == 0:
             container.run(["usermod", "-a", "-G", group, "milter-manager"])
-    if container.run(["test", "-e", f"{PREFIX}/share/dbus-1/system.d/org.miltermanager.Manager1.conf"],
-                     check=False).returncode == 0:
+    policy = f"{PREFIX}/share/dbus-1/system.d/org.miltermanager.Manager1.conf"
+    if container.run(["test", "-e", policy], check=False).returncode == 0:
         container.run(["busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
                        "org.freedesktop.DBus", "ReloadConfig"])
     container.run(["systemctl", "daemon-reload"])

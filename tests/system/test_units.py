@@ -150,7 +150,8 @@ def test_verify_inside_with_the_installed_daemon(installed_mmd: SystemdContainer
 
 
 def test_pid1_reads_the_service_as_written(installed_mmd: SystemdContainer) -> None:
-    properties = ("Type", "NotifyAccess", "User", "Group", "BusName", "Restart", "ExecStart", "ExecReload", "ProtectSystem", "PrivateTmp", "Environment")
+    properties = ("Type", "NotifyAccess", "User", "Group", "BusName", "Restart", "ExecStart",
+                  "ExecReload", "ProtectSystem", "PrivateTmp", "Environment")
     shown = installed_mmd.run(
         ["systemctl", "show", *(f"-p{name}" for name in properties), "milter-manager.service"]
     ).stdout
