@@ -15,6 +15,7 @@ Recipe (see docs/systemd.md, "Testing"):
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import shutil
@@ -93,6 +94,7 @@ class SystemdContainer:
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 env={"PATH": CLEAN_PATH, "LANG": "C.UTF-8"},
                 start_new_session=True,
+                preexec_fn=_halt_with_parent,
             )
         deadline = started + timeout
         try:
@@ -208,6 +210,12 @@ class SystemdContainer:
 
     def read_file(self, path: str) -> str:
         return self.run(["cat", path]).stdout
+
+
+def _halt_with_parent() -> None:
+    """In the child before exec: if the test process dies, nspawn gets SIGTERM (clean halt)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _children(pid: int) -> list[int]:
