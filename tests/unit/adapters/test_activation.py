@@ -146,3 +146,22 @@ def test_real_socket_activation(tmp_path: Path) -> None:
     child_variables, _, child_fd3 = child.partition(" ")
     assert child_variables == "[]"
     assert not child_fd3.startswith("socket:"), child_fd3
+
+
+def test_a_passed_fd_that_is_no_socket_is_an_error() -> None:
+    """fd 3 is /dev/null here: a setup error must be reported, not served."""
+    script = (
+        "import os\n"
+        "from mmd.adapters.activation import ActivationError, take_activated_sockets\n"
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='milter')\n"
+        "try:\n"
+        "    take_activated_sockets()\n"
+        "except ActivationError as error:\n"
+        "    print('error:', error, 'LISTEN_FDS' in os.environ)\n"
+    )
+    result = subprocess.run(
+        ["sh", "-c", 'exec 3</dev/null; exec "$0" -c "$1"', sys.executable, script],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True,
+    )
+    assert result.stdout.startswith("error: passed fd 3 (milter) is not a usable socket")
+    assert result.stdout.strip().endswith("False")

@@ -36,13 +36,15 @@ mkdir -p /run/systemd/journald.conf.d /run/systemd/journal
 printf '%s\n' '[Journal]' Storage=volatile ReadKMsg=no ForwardToSyslog=no ForwardToWall=no \
   ForwardToConsole=no Audit=no > /run/systemd/journald.conf.d/test.conf
 "$JOURNALD" & journald=$!
+trap 'kill "$journald" 2>/dev/null || true' EXIT
 i=0
 while [ ! -S /run/systemd/journal/socket ]; do
   i=$((i + 1)); [ "$i" -lt 200 ] || { echo "journald did not start" >&2; exit 3; }
   sleep 0.02
 done
-"$@" >&2
-journalctl --sync -D /run/log/journal >/dev/null 2>&1 || true
+status=0
+"$@" >&2 || status=$?
+[ "$status" = 0 ] || { echo "the logging script failed with $status" >&2; exit "$status"; }
 kill "$journald"; wait "$journald" || true
 journalctl -D /run/log/journal -o json --all --no-pager SYSLOG_IDENTIFIER=milter-manager
 """
