@@ -4,6 +4,8 @@
 #   make install DESTDIR=... PREFIX=/usr   put files where a distribution package would
 
 VENV ?= .venv
+PREFIX ?= /usr
+DESTDIR ?=
 PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
@@ -34,3 +36,8 @@ check: deps venv lint test
 
 bench: venv
 	$(VENV)/bin/python bench/sessions.py
+	$(VENV)/bin/python bench/conditions.py
+	$(VENV)/bin/python bench/dbus_control.py
+
+install:
+	./scripts/install-files "$(DESTDIR)" "$(PREFIX)"
