@@ -129,7 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.show_config:
         return show_config(options)
-    if "connection_spec" not in overrides and not _config_sets_spec(args.config_dir):
+    if (
+        "connection_spec" not in overrides
+        and not socket_activated()
+        and not _config_sets_spec(args.config_dir)
+    ):
         overrides["connection_spec"] = default_connection_spec()
         options.overrides = overrides
     try:
@@ -139,6 +143,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         logging.getLogger("mmd").error("cannot start: %s", error)
         return 1
+
+
+def socket_activated() -> bool:
+    """systemd passed the listening socket (milter-manager.socket).
+
+    Then the non-root default path is never listened on; putting it in the configuration
+    would only make ShowConfig and the status report a socket that does not exist.
+    """
+    from mmd.adapters.activation import ActivationError, parse_listen_environment
+
+    try:
+        return bool(parse_listen_environment(os.environ, os.getpid()))
+    except ActivationError:
+        return False  # the daemon reports it when it takes the sockets
 
 
 def _detector(root: Path):  # type: ignore[no-untyped-def]

@@ -330,6 +330,20 @@ def test_properties_as_documented(bench: Bench) -> None:
     assert lines[4] == f'as 1 "{CONFIG}"'
 
 
+def test_show_config_says_where_each_value_came_from(bench: Bench) -> None:
+    c = bench.c
+    result = c.run(["busctl", "--json=short", "call", *TARGET, "ShowConfig"], user="nobody")
+    reply = json.loads(result.stdout)
+    assert reply["type"] == "s"
+    text: str = reply["data"][0]
+    assert f"# Files read, in order: {CONFIG}\n" in text
+    # socket-activated as user milter-manager: the socket is the unit's, not a per-user default
+    assert f'[manager]\n# default\nconnection_spec = "unix:{MTA_SOCKET}"\n' in text, text
+    assert "/tmp/" not in text
+    assert (f"[[milter]]\n# {CONFIG}:3\nname = \"{CHILD_NAME}\"\n"
+            f"# {CONFIG}:4\nconnection_spec = \"{CHILD_SPEC}\"\n") in text, text
+
+
 def test_active_sessions_counts_a_session_in_flight(bench: Bench) -> None:
     c = bench.c
     c.write_file("/var/tmp/mmd-sysdbus/holding-client.py", HOLDING_CLIENT)
