@@ -63,6 +63,19 @@ name = "{CHILD_NAME}
 connection_spec = "{CHILD_SPEC}"
 """
 
+# A bus policy that lets the user nobody call every method: only the daemon's own check is left.
+OPEN_POLICY = "/etc/dbus-1/system.d/zz-mmd-sysdbus-open.conf"
+OPEN_POLICY_TEXT = f"""\
+<?xml version="1.0"?>
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy user="nobody">
+    <allow send_destination="{BUS_NAME}"/>
+  </policy>
+</busconfig>
+"""
+
 # An MTA-side client that holds its session open until a line arrives on stdin.
 HOLDING_CLIENT = r"""
 import socket, struct, sys
@@ -136,6 +149,11 @@ def dbus_send(c: SystemdContainer, method: str, *args: str,
     """dbus-send names the error of a failed call (busctl prints only its message)."""
     return c.run(["dbus-send", "--system", "--print-reply", f"--dest={BUS_NAME}", OBJECT,
                   f"{INTERFACE}.{method}", *args], user=user, check=False, timeout=130)
+
+
+def reload_bus_config(c: SystemdContainer) -> None:
+    c.run(["busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+           "org.freedesktop.DBus", "ReloadConfig"])
 
 
 def journal_cursor(c: SystemdContainer) -> str:
@@ -296,11 +314,14 @@ def test_introspect_matches_the_documented_interface(bench: Bench) -> None:
 
 def test_list_milters_shows_the_child(bench: Bench) -> None:
     c = bench.c
+    before = call_json(c, "GetMilter", "s", CHILD_NAME)["data"][0][7]
+    reached = child_connects(c)
+    mta_session(c)
+    assert child_connects(c) == reached + 1
+    sessions = before + 1  # counted since the daemon started
     plain = call(c, "ListMilters").stdout.strip()
     documented = docs_block(f"busctl call {BUS_NAME} {OBJECT} {INTERFACE} ListMilters")
     assert plain.split(" ", 1)[0] == documented[0].split(" ", 1)[0] == "a(ssbsasbsta{st})"
-    sessions = child_connects(c)
-    assert sessions >= 1
     # the child's struct printed as in the docs: name spec enabled source conditions reachable
     # last_error sessions verdicts (it continues at every stage: "pass", as the tools say)
     expected = (f'"{CHILD_NAME}" "{CHILD_SPEC}" true "configured" 0 true "" {sessions} '
@@ -316,6 +337,7 @@ def test_list_milters_shows_the_child(bench: Bench) -> None:
 
 def test_properties_as_documented(bench: Bench) -> None:
     c = bench.c
+    mta_session(c)
     names = ("Version", "State", "ActiveSessions", "TotalSessions", "ConfigurationFiles")
     lines = busctl(c, "get-property", *names).stdout.splitlines()
     documented = docs_block(f"busctl get-property {BUS_NAME} {OBJECT} {INTERFACE} Version")
@@ -420,6 +442,45 @@ def test_disabled_milter_is_skipped_and_the_journal_says_who(bench: Bench) -> No
     assert f"uid {bench.operator_uid} ({OPERATOR})" in enabled["MMD_REASON"]
 
 
+def test_the_daemon_checks_the_caller_itself(bench: Bench) -> None:
+    """The second lock: with a bus policy that lets nobody through, the daemon refuses."""
+    c = bench.c
+    c.write_file(OPEN_POLICY, OPEN_POLICY_TEXT)
+    reload_bus_config(c)
+    try:
+        for method, args in (("Reload", ()),
+                             ("SetMilterEnabled", (f"string:{CHILD_NAME}", "boolean:false"))):
+            refused = dbus_send(c, method, *args, user="nobody")
+            assert refused.returncode != 0
+            assert refused.stderr.strip() == (
+                f"Error org.miltermanager.Error.AccessDenied: {method} needs root or membership "
+                f"in group {ADMIN_GROUP}; caller is uid 65534 (nobody)"
+            ), refused.stderr
+    finally:
+        c.run(["rm", "-f", OPEN_POLICY])
+        reload_bus_config(c)
+    assert call_json(c, "GetMilter", "s", CHILD_NAME)["data"][0][2] is True
+    closed = dbus_send(c, "Reload", user="nobody")
+    assert "Error org.freedesktop.DBus.Error.AccessDenied" in closed.stderr, closed.stderr
+
+
+def test_leaving_the_admin_group_takes_the_right_away(bench: Bench) -> None:
+    c = bench.c
+    c.run(["gpasswd", "--delete", OPERATOR, ADMIN_GROUP])
+    try:
+        reload_bus_config(c)  # dbus-daemon caches group lists until it reloads
+        refused = dbus_send(c, "SetMilterEnabled", f"string:{CHILD_NAME}", "boolean:false",
+                            user=OPERATOR)
+        assert refused.returncode != 0
+        assert re.match(r"Error org\.(freedesktop\.DBus|miltermanager)\.Error\.AccessDenied: ",
+                        refused.stderr), refused.stderr
+        assert call_json(c, "GetMilter", "s", CHILD_NAME)["data"][0][2] is True
+    finally:
+        c.run(["gpasswd", "--add", OPERATOR, ADMIN_GROUP])
+        reload_bus_config(c)
+    assert call(c, "SetMilterEnabled", "sb", CHILD_NAME, "true", user=OPERATOR).returncode == 0
+
+
 # ---------------------------------------------------------------- reload
 
 
@@ -482,3 +543,24 @@ def test_reloaded_signal_after_a_good_reload(bench: Bench) -> None:
     finally:
         monitor.kill()
         monitor.wait()
+
+
+# ---------------------------------------------------------------- bus activation
+
+
+def test_a_call_starts_the_stopped_daemon(bench: Bench) -> None:
+    """dbus/org.miltermanager.Manager1.service: the bus asks systemd for milter-manager.service."""
+    c = bench.c
+    c.run(["systemctl", "stop", SERVICE])
+    assert show(c, SERVICE, "ActiveState")["ActiveState"] == "inactive"
+    cursor = journal_cursor(c)
+    listed = call(c, "ListMilters", user="nobody").stdout  # anyone's call may activate it
+    assert f'"{CHILD_NAME}" "{CHILD_SPEC}" true "configured" 0 true "" 0 0' in listed, listed
+    state = show(c, SERVICE, "ActiveState", "SubState")
+    assert state == {"ActiveState": "active", "SubState": "running"}
+    activation = c.run(["journalctl", f"--after-cursor={cursor}", "-o", "cat", "--no-pager"])
+    assert f"Activating via systemd: service name='{BUS_NAME}'" in activation.stdout
+    # and it still serves the MTA side through the socket unit
+    reached = child_connects(c)
+    mta_session(c)
+    assert child_connects(c) == reached + 1
