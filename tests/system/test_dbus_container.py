@@ -2,6 +2,8 @@
 its socket unit, serving one child milter (tests/children/scripted_milter.py as a transient
 unit), driven with ``busctl``/``dbus-send`` as root, as ``nobody`` and as a member of
 ``milter-manager-admin``; docs/dbus.md is the contract for structure (values depend on the run).
+Detection also finds the milters installed on the host (opendkim, spamass-milter, ...): the
+tests look at the configured child only.
 
 The module fixture changes shared state of the one container (the configuration file, a user,
 a transient unit, the service) and puts every piece back when the module ends.
@@ -55,7 +57,7 @@ name = "{CHILD_NAME}"
 connection_spec = "{CHILD_SPEC}"
 """
 
-# Line 3 opens a table header that never closes: a TOML syntax error with a line number.
+# Line 3 opens a string that never closes: a TOML syntax error with a line number.
 BROKEN_CONFIG = f"""\
 # written by tests/system/test_dbus_container.py (broken on purpose)
 [[milter]]
@@ -104,7 +106,7 @@ print("quit", flush=True)
 
 @dataclass
 class Bench:
-    """The container with the daemon serving the child, and the saved state to restore."""
+    """The container with the daemon serving the child; the admin member's uid."""
 
     c: SystemdContainer
     operator_uid: int
@@ -429,6 +431,7 @@ def test_disabled_milter_is_skipped_and_the_journal_says_who(bench: Bench) -> No
 
         (event,) = wait_for_entries(c, cursor, 1, MMD_EVENT="milter-state")
         assert event["MMD_MILTER"] == CHILD_NAME
+        assert event["_SYSTEMD_UNIT"] == SERVICE  # what `journalctl -u milter-manager` shows
         assert event["MMD_STATUS"] == "disabled"
         assert f"uid {bench.operator_uid} ({OPERATOR})" in event["MMD_REASON"], event
         assert "via D-Bus :" in event["MMD_REASON"]
