@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmd import __version__
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
+from mmd.detection.model import DetectedMilter
 
 DEFAULT_CONFIG_DIR = Path("/etc/milter-manager")
 NON_ROOT_SPEC_HELP = "unix:$XDG_RUNTIME_DIR/milter-manager/milter-manager.sock"
@@ -141,10 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _detector(root: Path):  # type: ignore[no-untyped-def]
-    from mmd.adapters.systemd_units import detect_installed_milters
+def _detector(root: Path) -> Callable[[], tuple[list[DetectedMilter], list[str]]]:
+    def run() -> tuple[list[DetectedMilter], list[str]]:
+        from mmd.adapters.systemd_units import detect_installed_milters
 
-    return lambda: detect_installed_milters(root)
+        return detect_installed_milters(root)
+
+    return run
 
 
 def _config_sets_spec(config_dir: Path) -> bool:
