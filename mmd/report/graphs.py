@@ -25,13 +25,14 @@ class Period:
     name: str  # file name part
     label: str  # "last day"
     seconds: int
+    resolution: int  # seconds per point read (an archive of layout.ARCHIVES)
 
 
 PERIODS = (
-    Period("day", "last day", 86400),
-    Period("week", "last week", 7 * 86400),
-    Period("month", "last month", 31 * 86400),
-    Period("year", "last year", 366 * 86400),
+    Period("day", "last day", 86400, 60),
+    Period("week", "last week", 7 * 86400, 300),
+    Period("month", "last month", 31 * 86400, 1800),
+    Period("year", "last year", 366 * 86400, 21600),
 )
 
 WIDTH = 640
@@ -80,6 +81,7 @@ def _escape(text: str) -> str:
 
 
 def _common(title: str, vertical: str, period: Period, end: int) -> list[str]:
+    end -= end % period.resolution  # whole points: the legend's totals are exact
     return [
         "--title", title,
         "--vertical-label", vertical,
@@ -93,13 +95,18 @@ def _common(title: str, vertical: str, period: Period, end: int) -> list[str]:
     ]
 
 
+def _def(vname: str, database: Path, source: str, period: Period) -> str:
+    return f"DEF:{vname}={database}:{source}:AVERAGE:step={period.resolution}"
+
+
 def _per_minute(
-    args: list[str], legends: list[str], vname: str, database: Path, source: str,
+    period: Period, args: list[str], legends: list[str], vname: str, database: Path,
+    source: str,
     shape: str, colour: str, legend: str, unit: str, stack: bool = False,
 ) -> None:
     """A data source drawn per minute, with total / average / maximum in the legend."""
     args += [
-        f"DEF:{vname}_rate={database}:{source}:AVERAGE",
+        _def(f"{vname}_rate", database, source, period),
         f"CDEF:{vname}={vname}_rate,60,*",
         f"VDEF:{vname}_total={vname}_rate,TOTAL",
         f"VDEF:{vname}_avg={vname},AVERAGE",
@@ -123,9 +130,9 @@ def sessions_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
     legends: list[str] = []
     database = rrd_dir / f"{SESSIONS.key}.rrd"
     labels = _pad(["SMTP sessions", "disconnected"])
-    _per_minute(args, legends, "sessions", database, "sessions", "AREA", "#4a86e8",
+    _per_minute(period, args, legends, "sessions", database, "sessions", "AREA", "#4a86e8",
                 labels[0], "sessions")
-    _per_minute(args, legends, "disconnected", database, "disconnected", "LINE2", "#dd2222",
+    _per_minute(period, args, legends, "disconnected", database, "disconnected", "LINE2", "#dd2222",
                 labels[1], "sessions")
     return Graph(f"sessions-{period.name}.png", title, tuple(args), tuple(legends))
 
@@ -136,7 +143,7 @@ def concurrency_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
     database = rrd_dir / f"{SESSIONS.key}.rrd"
     legend = "sessions in flight (average, by end time)"
     args += [
-        f"DEF:busy={database}:elapsed_us:AVERAGE",
+        _def("busy", database, "elapsed_us", period),
         "CDEF:flight=busy,1000000,/",
         "VDEF:flight_avg=flight,AVERAGE",
         "VDEF:flight_max=flight,MAXIMUM",
@@ -154,7 +161,7 @@ def statuses_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
     database = rrd_dir / f"{SESSIONS.key}.rrd"
     statuses = [*SESSION_STATUSES, "other"]
     for index, (status, label) in enumerate(zip(statuses, _pad(statuses), strict=True)):
-        _per_minute(args, legends, f"s{index}", database, ds_name(status), "AREA",
+        _per_minute(period, args, legends, f"s{index}", database, ds_name(status), "AREA",
                     STATUS_COLOURS[status], label, "sessions", stack=index > 0)
     return Graph(f"statuses-{period.name}.png", title, tuple(args), tuple(legends))
 
@@ -166,7 +173,7 @@ def reports_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
     database = rrd_dir / f"{REPORTS.key}.rrd"
     for index, (kind, label) in enumerate(zip(REPORT_KINDS, _pad(list(REPORT_KINDS)),
                                               strict=True)):
-        _per_minute(args, legends, f"r{index}", database, ds_name(kind), "LINE2",
+        _per_minute(period, args, legends, f"r{index}", database, ds_name(kind), "LINE2",
                     REPORT_COLOURS[kind], label, "messages")
     return Graph(f"reports-{period.name}.png", title, tuple(args), tuple(legends))
 
@@ -180,9 +187,9 @@ def milter_verdicts_graph(rrd_dir: Path, milter: str, period: Period, end: int) 
     statuses = [*MILTER_STATUSES, "other"]
     labels = _pad([*statuses, "errors"])
     for index, status in enumerate(statuses):
-        _per_minute(args, legends, f"v{index}", database, ds_name(status), "AREA",
+        _per_minute(period, args, legends, f"v{index}", database, ds_name(status), "AREA",
                     STATUS_COLOURS[status], labels[index], "verdicts", stack=index > 0)
-    _per_minute(args, legends, "errors", database, "errors", "LINE2", "#000000", labels[-1],
+    _per_minute(period, args, legends, "errors", database, "errors", "LINE2", "#000000", labels[-1],
                 "failures")
     return Graph(f"{key}-verdicts-{period.name}.png", title, tuple(args), tuple(legends))
 
@@ -194,8 +201,8 @@ def milter_elapsed_graph(rrd_dir: Path, milter: str, period: Period, end: int) -
     database = rrd_dir / f"{key}.rrd"
     legend = "seconds from session start to verdict (average)"
     args += [
-        f"DEF:count={database}:verdicts:AVERAGE",
-        f"DEF:busy={database}:elapsed_us:AVERAGE",
+        _def("count", database, "verdicts", period),
+        _def("busy", database, "elapsed_us", period),
         "CDEF:seconds=count,0,GT,busy,count,/,1000000,/,UNKN,IF",
         "VDEF:seconds_avg=seconds,AVERAGE",
         "VDEF:seconds_max=seconds,MAXIMUM",
