@@ -26,16 +26,20 @@ class Period:
     label: str  # "last day"
     seconds: int
     resolution: int  # seconds per point read (an archive of layout.ARCHIVES)
+    width: int  # pixels: each pixel is a whole number of points, so totals stay exact
+
+    @property
+    def pixel(self) -> int:
+        return self.seconds // self.width
 
 
 PERIODS = (
-    Period("day", "last day", 86400, 60),
-    Period("week", "last week", 7 * 86400, 300),
-    Period("month", "last month", 31 * 86400, 1800),
-    Period("year", "last year", 366 * 86400, 21600),
+    Period("day", "last day", 86400, 60, 720),  # 2 minutes a pixel
+    Period("week", "last week", 7 * 86400, 300, 672),  # 15 minutes
+    Period("month", "last month", 31 * 86400, 1800, 744),  # 1 hour
+    Period("year", "last year", 366 * 86400, 21600, 732),  # 12 hours
 )
 
-WIDTH = 640
 HEIGHT = 200
 
 STATUS_COLOURS = {
@@ -81,13 +85,14 @@ def _escape(text: str) -> str:
 
 
 def _common(title: str, vertical: str, period: Period, end: int) -> list[str]:
-    end -= end % period.resolution  # whole points: the legend's totals are exact
+    # rrdtool averages the points of one pixel; whole, aligned pixels keep the totals exact
+    end -= end % period.pixel
     return [
         "--title", title,
         "--vertical-label", vertical,
         "--start", str(end - period.seconds),
         "--end", str(end),
-        "--width", str(WIDTH),
+        "--width", str(period.width),
         "--height", str(HEIGHT),
         "--lower-limit", "0",
         "--units-exponent", "0",

@@ -25,7 +25,12 @@ ARCHIVES = (  # (steps per row, rows)
     (30, 3000),  # 62 days of 30 minutes
     (360, 1500),  # 375 days of 6 hours
 )
-HEARTBEAT = 14 * 86400  # a quiet span is written as one update: it must stay "known"
+# A quiet span is written as one update and must stay "known" (rate 0): every entry comes from
+# the journal, so a long gap between runs is still counted where it belongs.
+HEARTBEAT = 400 * 86400
+# A new database starts with unchanged totals this far back: the graphs read 0 before the
+# first entry instead of unknown (rrdtool's per-pixel averaging would skew totals at the edge).
+HISTORY = 366 * 86400
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -78,9 +78,12 @@ class _Databases:
                     else layout.REPORTS.sources if key == layout.REPORTS.key
                     else layout.MILTER_SOURCES
                 )
-                rrd.create(path, sources, start=batch[0][0] - 1, step=self.step,
+                first, row = batch[0]
+                baseline = first - layout.HISTORY
+                rrd.create(path, sources, start=baseline - 1, step=self.step,
                            heartbeat=layout.HEARTBEAT, archives=layout.ARCHIVES)
-                newest = batch[0][0] - 1
+                batch = [(baseline, row), *batch]
+                newest = baseline - 1
             else:  # the state may be older than the database (lost, or a crash before saving)
                 newest = rrd.last(path)
             fresh = [point for point in batch if point[0] > newest]

@@ -31,10 +31,10 @@ def test_every_period_has_every_graph() -> None:
     # the colon in a child's name is escaped in rrdtool's arguments, whole points only
     args = " ".join(day[4].args)
     assert "clam\\:av" not in args  # titles are plain arguments
-    end = (T0 + 123) - (T0 + 123) % 60
+    end = (T0 + 123) - (T0 + 123) % 120  # whole 2-minute pixels
     assert day[0].args[day[0].args.index("--end") + 1] == str(end)
     week = pages[1][1][0]
-    assert week.args[week.args.index("--end") + 1] == str((T0 + 123) - (T0 + 123) % 300)
+    assert week.args[week.args.index("--end") + 1] == str((T0 + 123) - (T0 + 123) % 900)
     assert all(":step=300" in a for a in week.args if a.startswith("DEF:"))
     assert len(PERIODS) == 4
 
