@@ -74,7 +74,8 @@ def sessions(first: int, count: int) -> list[dict[str, Any]]:
         if i % 3 == 0:
             headers += [("X-Spam-Flag", "YES"), ("X-Spam-Status", "Yes, score=12.5")]
         else:
-            headers += [("X-Spam-Status", "No, score=0.3")]
+            # folded: journalctl exports it as a binary field
+            headers += [("X-Spam-Status", "No, score=0.3 required=5.0\n\ttests=NONE")]
         if i % 5 == 0:
             headers.append(("X-Virus-Status", "Infected (Eicar-Test-Signature)"))
         if i % 7 == 0:
