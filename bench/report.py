@@ -34,7 +34,9 @@ MILTERS = ("spamass", "clamav", "opendkim")
 HEADERS = (
     ("X-Spam-Status", "No, score=0.4 required=5.0 tests=NONE autolearn=ham"),
     ("Received-SPF", "pass (mx.example.org: domain of a@example.com designates 192.0.2.1)"),
-    ("DKIM-Signature", "v=1; a=rsa-sha256; c=relaxed/simple; d=example.com; s=mmd"),
+    # a real RSA-2048 signature's length: over journald's 512-byte threshold, so compressed
+    ("DKIM-Signature", "v=1; a=rsa-sha256; c=relaxed/simple; d=example.com; s=mmd; "
+     "t=1800000000; bh=" + "A" * 44 + "; h=From:To:Subject:Date:Message-ID; b=" + "B" * 344),
 )
 ENTRIES_PER_SESSION = len(MILTERS) + len(HEADERS) + 1
 
@@ -160,10 +162,15 @@ print(f"  wrote {count:,} entries to journald in {time.perf_counter() - started:
 def bench_journald(count: int) -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="mmd-bench-journal-") as folder:
-        journal = Path(folder)
+        journal = Path(folder) / "journal"
+        journal.mkdir()
+        # a script file, not -c: the daemon's _CMDLINE is short too (a long one is compressed
+        # and journalctl would unpack it for every entry)
+        writer = Path(folder) / "writer.py"
+        writer.write_text(WRITER)
         subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox",
-             sys.executable, "-c", WRITER, str(count), str(root)],
+             sys.executable, str(writer), str(count), str(root)],
             env=dict(os.environ, JOURNAL_DIR=str(journal)), check=True,
         )
         size = sum(p.stat().st_size for p in journal.rglob("*.journal"))
@@ -192,12 +199,71 @@ def bench_journald(count: int) -> None:
           f"children (journalctl, journald) {peak_rss_mib(resource.RUSAGE_CHILDREN):.1f} MiB")
 
 
+def example_day(folder: Path) -> None:
+    """A synthetic day (busy afternoons, quiet nights) through the real databases and graphs:
+    the pictures in docs/images come from here."""
+    import math
+    import random
+
+    from mmd.report import layout
+    from mmd.report.run import Databases, draw
+
+    rng = random.Random(9)
+    end = int(time.time()) // 86400 * 86400
+    start = end - 86400
+    aggregator = Aggregator(Totals())
+    databases = Databases(folder / "rrd", 60, {})
+    statuses = ("pass",) * 60 + ("accept",) * 10 + ("reject",) * 22 + ("temporary-failure",) * 6 \
+        + ("discard", "quarantine")
+    session_id = 0
+    for minute in range(1440):
+        hour = minute / 60
+        per_minute = 40 + 30 * math.sin((hour - 9) / 24 * 2 * math.pi) + rng.uniform(-8, 8)
+        for _ in range(max(0, int(per_minute))):
+            session_id += 1
+            stamp = str((start + minute * 60 + rng.randrange(60)) * 1_000_000)
+            status = rng.choice(statuses)
+            spam = status == "reject" or rng.random() < 0.1
+            batch = [
+                {"MMD_EVENT": "milter-verdict", "MMD_MILTER": "spamass-milter",
+                 "MMD_STATUS": "reject" if status == "reject" else "accept",
+                 "MMD_ELAPSED": f"{rng.uniform(0.1, 0.6):.6f}"},
+                {"MMD_EVENT": "milter-verdict", "MMD_MILTER": "clamav-milter",
+                 "MMD_STATUS": "pass", "MMD_ELAPSED": f"{rng.uniform(0.05, 0.2):.6f}"},
+                {"MMD_EVENT": "header-add", "MMD_HEADER_NAME": "X-Spam-Flag",
+                 "MMD_HEADER_VALUE": "YES" if spam else "NO"},
+                {"MMD_EVENT": "header-add", "MMD_HEADER_NAME": "Received-SPF",
+                 "MMD_HEADER_VALUE": rng.choice(("pass", "pass", "pass", "softfail", "none"))},
+                {"MMD_EVENT": "session-end", "MMD_STATUS": status,
+                 "MMD_ELAPSED": f"{rng.uniform(0.2, 2.0):.6f}"},
+            ]
+            for entry in sorted(batch, key=lambda e: e["MMD_EVENT"] != "milter-verdict"):
+                entry.update(__REALTIME_TIMESTAMP=stamp, MMD_SESSION_ID=str(session_id))
+                flush = aggregator.add(entry)
+                if flush is not None:
+                    databases.add(layout.updates(flush.start, flush.end, flush.before,
+                                                 flush.after, databases.last_update))
+    closing = aggregator.finish(end)
+    if closing is not None:
+        databases.add(layout.updates(closing.start, closing.end, closing.before, closing.after,
+                                     databases.last_update))
+    databases.write()
+    drawn = draw(folder / "html", folder / "rrd", aggregator.totals, end, 60)
+    print(f"example: {session_id:,} sessions over a day, {len(drawn)} graphs in "
+          f"{folder / 'html'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("entries", nargs="?", type=int, default=2_000_000)
     parser.add_argument("--journald", metavar="N", type=int, default=0,
                         help="also write N entries to a private journald and read them back")
+    parser.add_argument("--example", metavar="DIR", type=Path,
+                        help="instead: draw the graphs of a synthetic day into DIR/html")
     args = parser.parse_args()
+    if args.example:
+        example_day(args.example)
+        return
     bench_parser(args.entries)
     if args.journald:
         bench_journald(args.journald)

@@ -144,7 +144,7 @@ def sessions_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
 
 def concurrency_graph(rrd_dir: Path, period: Period, end: int) -> Graph:
     title = f"Concurrent sessions ({period.label})"
-    args = _common(title, "sessions in flight", period, end)
+    args = [*_common(title, "sessions in flight", period, end), "--left-axis-format", "%.2lf"]
     database = rrd_dir / f"{SESSIONS.key}.rrd"
     legend = "sessions in flight (average, by end time)"
     args += [
@@ -202,7 +202,7 @@ def milter_verdicts_graph(rrd_dir: Path, milter: str, period: Period, end: int) 
 def milter_elapsed_graph(rrd_dir: Path, milter: str, period: Period, end: int) -> Graph:
     key = milter_key(milter)
     title = f"Child {milter}: seconds until verdict ({period.label})"
-    args = _common(title, "seconds", period, end)
+    args = [*_common(title, "seconds", period, end), "--left-axis-format", "%.2lf"]
     database = rrd_dir / f"{key}.rrd"
     legend = "seconds from session start to verdict (average)"
     args += [

@@ -48,7 +48,7 @@ class Result:
     graphs: list[Path] = field(default_factory=list)
 
 
-class _Databases:
+class Databases:
     """Pending points per database, written in batches; creates databases on first use."""
 
     def __init__(self, folder: Path, step: int, last_update: dict[str, int]) -> None:
@@ -95,7 +95,7 @@ class _Databases:
 
 
 def _flush_points(
-    flush: Flush, databases: _Databases
+    flush: Flush, databases: Databases
 ) -> dict[str, list[tuple[int, list[int]]]]:
     return layout.updates(flush.start, flush.end, flush.before, flush.after,
                           databases.last_update)
@@ -105,7 +105,7 @@ def run(options: Options, clock: Callable[[], float] = time.time) -> Result:
     state_path = options.state_directory / STATE_FILE
     text = read_text(state_path)
     state = state_file.loads(text) if text is not None else state_file.State()
-    databases = _Databases(options.state_directory / RRD_FOLDER, state.step, state.last_update)
+    databases = Databases(options.state_directory / RRD_FOLDER, state.step, state.last_update)
     aggregator = Aggregator(state.totals, step=state.step, open_bucket=state.open_bucket,
                             flushed=state.flushed,
                             not_before=max(state.last_update.values(), default=None))

@@ -361,6 +361,3 @@ def test_report_counts_exactly_once_across_runs_and_rotation(
     check_databases(tmp_path / "state" / "rrd", want, started, int(later) + 600)
     assert prom.read_text() == prometheus_text(want, later, entry_count(first + second))
     check_graphs(tmp_path, later, want)
-    example = os.environ.get("MMD_REPORT_EXAMPLE_PNG")
-    if example:  # docs/images/report-statuses-day.png comes from here
-        shutil.copy(tmp_path / "html" / "statuses-day.png", example)
