@@ -67,6 +67,22 @@ class Recorder(Protocol):
 
     def mta_error(self, session_id: int, reason: str) -> None: ...
 
+    def header_added(self, session_id: int, name: str, value: str) -> None: ...
+
+
+# Header changes the statistics report reads back from the journal (spam, virus, greylist,
+# SPF, DKIM); other headers are not recorded, to keep the hot path and the journal lean.
+_HEADER_CHANGES = (m.AddHeader, m.InsertHeader, m.ChangeHeader)
+_REPORTED_HEADERS = frozenset({"x-greylist", "received-spf", "authentication-results",
+                               "dkim-signature"})
+_REPORTED_PREFIXES = ("x-spam-", "x-virus-")
+
+
+def reported_header(name: str) -> bool:
+    """True for the header names the statistics report counts."""
+    lowered = name.lower()
+    return lowered in _REPORTED_HEADERS or lowered.startswith(_REPORTED_PREFIXES)
+
 
 @dataclass(frozen=True, slots=True)
 class ChildVerdictRecord:
@@ -224,8 +240,15 @@ class MtaProtocol(asyncio.Protocol):
             if type(action) is ToChild:
                 links[action.index].send(encode(action.message), action.expect_reply, action.stage)
             elif type(action) is ToMta:
+                message = action.message
                 if transport is not None:
-                    transport.write(encode(action.message))
+                    transport.write(encode(message))
+                if (
+                    isinstance(message, _HEADER_CHANGES)
+                    and message.value  # an empty ChangeHeader deletes
+                    and reported_header(message.name)
+                ):
+                    self._state.recorder.header_added(self._session_id, message.name, message.value)
             elif type(action) is CloseChild:
                 links[action.index].close()
             else:
