@@ -92,3 +92,9 @@ def test_import_config_converts_and_lists_what_it_could_not(
 
 def test_import_config_missing_file_fails(tmp_path: Path) -> None:
     assert main(["import-config", str(tmp_path / "nope.conf")]) == 1
+
+
+def test_report_subcommand_has_its_own_help() -> None:
+    result = run("report", "--help")
+    assert result.returncode == 0
+    assert "--prometheus-file" in result.stdout and "--output-directory" in result.stdout
