@@ -14,7 +14,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +67,22 @@ class Recorder(Protocol):
 
     def mta_error(self, session_id: int, reason: str) -> None: ...
 
+    def header_added(self, session_id: int, name: str, value: str) -> None: ...
+
+
+# Header changes the statistics report reads back from the journal (spam, virus, greylist,
+# SPF, DKIM); other headers are not recorded, to keep the hot path and the journal lean.
+_HEADER_CHANGES = (m.AddHeader, m.InsertHeader, m.ChangeHeader)
+_REPORTED_HEADERS = frozenset({"x-greylist", "received-spf", "authentication-results",
+                               "dkim-signature"})
+_REPORTED_PREFIXES = ("x-spam-", "x-virus-")
+
+
+def reported_header(name: str) -> bool:
+    """True for the header names the statistics report counts."""
+    lowered = name.lower()
+    return lowered in _REPORTED_HEADERS or lowered.startswith(_REPORTED_PREFIXES)
+
 
 @dataclass(frozen=True, slots=True)
 class ChildVerdictRecord:
@@ -104,7 +120,8 @@ class ServerState:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     connections: set[MtaProtocol] = field(default_factory=set)
-    on_change: Callable[[], None] | None = None
+    # connections over max_connections wait here, unread, until a session ends
+    waiting: deque[MtaProtocol] = field(default_factory=deque)
 
 
 class MtaProtocol(asyncio.Protocol):
@@ -116,10 +133,21 @@ class MtaProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        state = self._state
         self._transport = transport
+        self._started_session = False
+        state = self._state
+        limit = state.generation.manager.max_connections
+        if limit and state.active >= limit:
+            # after the transport's own first "start reading" (Python 3.11 would undo it)
+            asyncio.get_running_loop().call_soon(transport.pause_reading)
+            self._early: list[bytes] = []
+            state.waiting.append(self)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        state = self._state
         generation = state.generation
-        self._generation = generation
         manager = generation.manager
         self._decoder = Decoder(Direction.COMMANDS, manager.max_packet_size)
         limit = manager.body_memory_limit
@@ -137,9 +165,8 @@ class MtaProtocol(asyncio.Protocol):
             ChildLink(i, milter, self._child_reply, self._child_failed, manager.max_packet_size)
             for i, milter in enumerate(generation.milters)
         ]
+        self._started_session = True
         self._begin()
-        if state.on_change:
-            state.on_change()
 
     def _begin(self) -> None:
         state = self._state
@@ -149,6 +176,9 @@ class MtaProtocol(asyncio.Protocol):
         state.recorder.session_started(self._session_id, state.active)
 
     def data_received(self, data: bytes) -> None:
+        if not self._started_session:
+            self._early.append(data)  # raced the pause: keep it for when the session starts
+            return
         decoder = self._decoder
         decoder.receive_data(data)
         session = self._session
@@ -166,17 +196,27 @@ class MtaProtocol(asyncio.Protocol):
             self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        state = self._state
+        if not self._started_session:
+            if self in state.waiting:
+                state.waiting.remove(self)
+            return
         if not self._session.finished:
             self._carry_out(self._session.mta_closed())
         for link in self._links:
             link.close()
-        state = self._state
         state.active -= 1
         state.connections.discard(self)
+        while state.waiting:
+            waiting = state.waiting.popleft()
+            if waiting._transport is not None and not waiting._transport.is_closing():
+                waiting._start()
+                for data in waiting._early:
+                    waiting.data_received(data)
+                waiting._transport.resume_reading()
+                break
         if state.active == 0:
             state.idle.set()
-        if state.on_change:
-            state.on_change()
 
     def _close_mta(self) -> None:
         if self._transport is not None:
@@ -200,8 +240,15 @@ class MtaProtocol(asyncio.Protocol):
             if type(action) is ToChild:
                 links[action.index].send(encode(action.message), action.expect_reply, action.stage)
             elif type(action) is ToMta:
+                message = action.message
                 if transport is not None:
-                    transport.write(encode(action.message))
+                    transport.write(encode(message))
+                if (
+                    isinstance(message, _HEADER_CHANGES)
+                    and message.value  # an empty ChangeHeader deletes
+                    and reported_header(message.name)
+                ):
+                    self._state.recorder.header_added(self._session_id, message.name, message.value)
             elif type(action) is CloseChild:
                 links[action.index].close()
             else:

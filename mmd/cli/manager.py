@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmd import __version__
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
+from mmd.detection.model import DetectedMilter
 
 DEFAULT_CONFIG_DIR = Path("/etc/milter-manager")
 NON_ROOT_SPEC_HELP = "unix:$XDG_RUNTIME_DIR/milter-manager/milter-manager.sock"
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
             "the child milters installed on this host and merges their verdicts and changes. "
             "Runs in the foreground (systemd starts it through milter-manager.socket). "
             "Other commands: 'milter-manager import-config FILE' converts a classic "
-            "milter-manager.local.conf to TOML."
+            "milter-manager.local.conf to TOML; 'milter-manager report' draws statistics graphs "
+            "from the journal (see its --help and docs/report.md)."
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
@@ -110,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-config"]:
         return import_config(args_list[1:])
+    if args_list[:1] == ["report"]:
+        from mmd.cli.report import main as report_main
+
+        return report_main(args_list[1:])
     args = build_parser().parse_args(args_list)
 
     from mmd.adapters.journal import setup_logging
@@ -159,10 +165,13 @@ def socket_activated() -> bool:
         return False  # the daemon reports it when it takes the sockets
 
 
-def _detector(root: Path):  # type: ignore[no-untyped-def]
-    from mmd.adapters.systemd_units import detect_installed_milters
+def _detector(root: Path) -> Callable[[], tuple[list[DetectedMilter], list[str]]]:
+    def run() -> tuple[list[DetectedMilter], list[str]]:
+        from mmd.adapters.systemd_units import detect_installed_milters
 
-    return lambda: detect_installed_milters(root)
+        return detect_installed_milters(root)
+
+    return run
 
 
 def _config_sets_spec(config_dir: Path) -> bool:

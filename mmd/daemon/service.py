@@ -169,6 +169,8 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        notify.default_notifier()  # reads and clears NOTIFY_SOCKET before anything else runs
+        _raise_file_limit()
         try:
             config = await loop.run_in_executor(None, load, self.options, {}, True)
             generation = build_generation(config, 0)
@@ -259,6 +261,8 @@ class Daemon:
         log.info("stopping: %d sessions in flight", self._state.active)
         for server in self._servers:
             server.close()
+        while self._state.waiting:  # never started: the MTA applies its own default
+            self._state.waiting.popleft()._close_mta()
         timeout = self._state.generation.manager.shutdown_timeout
         if self._state.active:
             try:
@@ -439,6 +443,16 @@ class Daemon:
 def _condition_origin(config: Configuration, error: ConditionConfigError) -> str:
     key_path = getattr(error, "key_path", "conditions")
     return str(config.condition_origin_for(str(key_path)))
+
+
+def _raise_file_limit() -> None:
+    """Each session holds 1 + N sockets: use all the descriptors we are allowed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _fallback_configuration(options: Options) -> Configuration:
