@@ -563,9 +563,13 @@ def verdict(ok: bool) -> str:
 
 def print_table(points: Sequence[Point]) -> None:
     print(f"{'target':<8}{'conc':>5}{'sessions/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'errors':>8}{'driver cpu':>12}{'mmd cpu':>9}{'children cpu':>14}{'other cpu':>11}")
+          f"{'errors':>8}{'driver cpu':>12}{'mmd cpu':>9}{'ms/session':>12}{'children cpu':>14}"
+          f"{'other cpu':>11}")
     for p in points:
-        mmd_cpu = f"{p.mmd_cpu:>8.0%}" if p.target == "mmd" else f"{'-':>8}"
+        if p.target == "mmd" and p.rate:
+            mmd_cpu = f"{p.mmd_cpu:>8.0%}{p.mmd_cpu / p.rate * 1000:>12.2f}"
+        else:
+            mmd_cpu = f"{'-':>8}{'-':>12}"
         print(f"{p.target:<8}{p.concurrency:>5}{p.rate:>12.0f}{p.percentile(0.5):>9.2f}"
               f"{p.percentile(0.99):>9.2f}{sum(p.errors.values()):>8}{p.driver_cpu:>12.0%}"
               f" {mmd_cpu}{p.children_cpu:>14.0%}{p.other_cpu:>11.0%}")
@@ -641,7 +645,8 @@ async def measure(procs: Processes, args: argparse.Namespace) -> None:
     print(f"sessions back to back for {args.seconds:g} s per point; 3 always-continue libmilter"
           f" children; mmd logging at INFO to {procs.log_path}")
     print(f"cpu columns: share of one core during the point ({os.cpu_count()} cores in all;"
-          " 'other' = the rest of the machine)")
+          " 'other' = the rest of the machine);")
+    print("ms/session: mmd's CPU time per session (steadier than sessions/s on a busy machine)")
     print()
     print_table(points)
     print_targets(points, peak, idle_mb, held)
