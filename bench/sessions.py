@@ -447,6 +447,26 @@ class CpuMeter:
         return driver, mmd, children, max(0.0, busy - driver - mmd - children)
 
 
+# ``python -m cProfile -m mmd.cli.manager`` with the process's CPU clock instead of the wall
+# clock: on a shared machine the wall clock also counts the time other jobs ran, which piles
+# up in the system calls that wake a peer (send). SIGTERM stops mmd cleanly, and the
+# profile is written after its event loop ends.
+_PROFILED_MMD = """
+import cProfile, runpy, sys, time
+path = sys.argv[1]
+sys.argv = ["milter-manager", *sys.argv[2:]]
+profiler = cProfile.Profile(time.process_time)
+profiler.enable()
+try:
+    runpy.run_module("mmd.cli.manager", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    profiler.disable()
+    profiler.dump_stats(path)
+"""
+
+
 class Processes:
     """Everything this benchmark starts, stopped by PID in ``stop_all``."""
 
@@ -481,10 +501,11 @@ class Processes:
         for n, path in enumerate(self.child_paths, 1):
             lines += ["[[milter]]", f'name = "child{n}"', f'connection_spec = "unix:{path}"', ""]
         (config / "milter-manager.toml").write_text("\n".join(lines))
-        command = [sys.executable]
+        arguments = ["-c", str(config), "--no-detection", "--no-dbus"]
         if profile_to:
-            command += ["-m", "cProfile", "-o", profile_to]
-        command += ["-m", "mmd.cli.manager", "-c", str(config), "--no-detection", "--no-dbus"]
+            command = [sys.executable, "-c", _PROFILED_MMD, profile_to, *arguments]
+        else:
+            command = [sys.executable, "-m", "mmd.cli.manager", *arguments]
         environment = dict(os.environ, PYTHONPATH=str(REPO))
         for name in ("INVOCATION_ID", "JOURNAL_STREAM", "NOTIFY_SOCKET", "LISTEN_FDS",
                      "LISTEN_PID"):
@@ -652,11 +673,27 @@ async def measure(procs: Processes, args: argparse.Namespace) -> None:
     print_targets(points, peak, idle_mb, held)
 
 
-async def profile(procs: Processes, args: argparse.Namespace) -> Point:
+async def profile(procs: Processes, args: argparse.Namespace, spy: str, output: str) -> Point:
+    """One concurrency-10 mmd run; with ``spy``, py-spy samples mmd during most of it."""
     mmd = procs.mmd
     assert mmd is not None
     cpu = CpuMeter(mmd.pid, [c.pid for c in procs.children])
-    return await run_load("mmd", [procs.mmd_path], 10, args.seconds, cpu)
+    load = asyncio.ensure_future(run_load("mmd", [procs.mmd_path], 10, args.seconds, cpu))
+    if spy:
+        await asyncio.sleep(0.5)
+        duration = max(1, int(args.seconds - 1))
+        sampler = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(mmd.pid), "--duration", str(duration), "--rate", "500",
+            "--format", "raw", "--function", "--idle", "--nonblocking", "--output", output,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await sampler.wait()
+        finally:
+            if sampler.returncode is None:
+                sampler.kill()
+                await sampler.wait()
+    return await load
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -669,9 +706,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log", default="",
                         help="where mmd's stderr (INFO log) goes (default: a file in the "
                              "benchmark's folder; /dev/null is allowed)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run mmd under cProfile at concurrency 10 and print the top 25 "
-                             "functions by own time")
+    parser.add_argument("--profile", nargs="?", const="auto", choices=("auto", "py-spy",
+                        "cprofile"), help="profile mmd during one concurrency-10 run and print "
+                        "the top 25 functions by own time: py-spy (sampling, if installed; "
+                        "the default) or cProfile")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's folder")
     return parser.parse_args(argv)
 
@@ -707,15 +745,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_profile(procs: Processes, args: argparse.Namespace, folder: Path) -> int:
+    spy = "" if args.profile == "cprofile" else _find_py_spy()
+    if args.profile == "py-spy" and not spy:
+        print("py-spy not found (pip install py-spy)", file=sys.stderr)
+        return 1
+    if spy:
+        output = str(folder / "mmd.spy")
+        procs.start_mmd()
+        point = asyncio.run(profile(procs, args, spy, output))
+        print(f"mmd sampled by py-spy (500/s), concurrency 10, {args.seconds:g} s: "
+              f"{point.rate:.0f} sessions/s, p50 {point.percentile(0.5):.2f} ms, "
+              f"mmd cpu {point.mmd_cpu:.0%}, {sum(point.errors.values())} errors")
+        print()
+        print(_spy_report(output))
+        return 0
     profile_path = str(folder / "mmd.prof")
     procs.start_mmd(profile_to=profile_path)
-    point = asyncio.run(profile(procs, args))
+    point = asyncio.run(profile(procs, args, "", ""))
     code = procs.stop_mmd()
     if code != 0 or not os.path.exists(profile_path):
         print(f"mmd exited with {code} and left no profile at {profile_path}", file=sys.stderr)
         return 1
-    print(f"mmd under cProfile, concurrency 10, {args.seconds:g} s: {point.rate:.0f} sessions/s"
-          f" (p50 {point.percentile(0.5):.2f} ms; cProfile slows it down), "
+    print(f"mmd under cProfile (CPU clock), concurrency 10, {args.seconds:g} s: "
+          f"{point.rate:.0f} sessions/s, {point.sessions} sessions (p50 "
+          f"{point.percentile(0.5):.2f} ms; cProfile slows it down), "
           f"{sum(point.errors.values())} errors")
     print()
     out = io.StringIO()
@@ -728,6 +781,42 @@ def run_profile(procs: Processes, args: argparse.Namespace, folder: Path) -> int
     print()
     print(_trim_profile(out.getvalue()))
     return 0
+
+
+def _find_py_spy() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy") or ""
+
+
+def _spy_report(path: str) -> str:
+    """Own and total samples per function from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    with open(path) as raw:
+        for line in raw:
+            stack, _, count_text = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            if any("threading.py" in frame for frame in frames):
+                continue  # the executor's idle threads: not where mail waits
+            samples += count
+            leaf = frames[-1] if frames else "(no Python frame)"
+            own[leaf] = own.get(leaf, 0) + count
+            for frame in set(frames) | {leaf}:
+                total[frame] = total.get(frame, 0) + count
+    if not samples:
+        return "py-spy collected no samples"
+    lines = [f"{samples} samples of mmd's main thread (idle time included: the epoll wait)",
+             "", f"{'own %':>7}{'total %':>9}  function (file:line of its first line)"]
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:25]:
+        lines.append(f"{count / samples:>7.1%}{total[frame] / samples:>9.1%}  {frame}")
+    lines += ["", "by total (own + callees):"]
+    for frame, count in sorted(total.items(), key=lambda item: -item[1])[:25]:
+        lines.append(f"{own.get(frame, 0) / samples:>7.1%}{count / samples:>9.1%}  {frame}")
+    return "\n".join(lines)
 
 
 def _trim_profile(text: str) -> str:
