@@ -206,10 +206,14 @@ class MtaProtocol(asyncio.Protocol):
         held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
         held_data = b""
         held_stage = Stage.NEGOTIATE
+        encoded: dict[int, bytes] = {}  # by id(): the same command goes to every child
         for action in actions:
             if type(action) is ToChild:
                 index = action.index
-                data = encode(action.message)
+                message = action.message
+                data = encoded.get(id(message), b"")
+                if not data:
+                    data = encoded[id(message)] = encode(message)
                 if held == index:
                     data = held_data + data
                 elif held != _NOBODY:

@@ -235,7 +235,7 @@ class Session:
         self._out: list[Action] = []
         self._offer: m.Negotiate | None = None
         self._mta_steps = Step(0)
-        self._macros: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
         # the stage being answered
         self._stage = Stage.NEGOTIATE
         self._waiting = 0
@@ -312,12 +312,14 @@ class Session:
             child.awaiting = stage
 
     def _send_macros(self, child: _Child, code: bytes) -> None:
-        pairs = self._macros.get(code, ())
+        macro = self._macros.get(code)
         extra = child.extra_macros.get(code)
         if extra:
-            pairs = pairs + extra
-        if pairs:
+            pairs = macro.macros + extra if macro is not None else extra
             self._out.append(ToChild(child.index, m.Macro(code, pairs), False, self._stage))
+        elif macro is not None and macro.macros:
+            # the MTA's own message: every child gets the same object, encoded once
+            self._out.append(ToChild(child.index, macro, False, self._stage))
 
     def _drain(self) -> None:
         while self._queue and self._phase in (_Phase.NEW, _Phase.IDLE):
@@ -325,7 +327,7 @@ class Session:
 
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
-            self._macros[message.command] = message.macros
+            self._macros[message.command] = message
             for name, value in message.macros:
                 self.facts.macros[name.strip("{}")] = value
         elif isinstance(message, m.Negotiate):
