@@ -42,6 +42,8 @@ class ChildLink(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
         self._read_timer: asyncio.TimerHandle | None = None
+        self._read_deadline = 0.0  # loop time; see _arm_read_timer
+        self._read_timeout = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
         self._awaiting: Stage | None = None
         self._done = False  # failed or closed on purpose: report nothing more
@@ -126,10 +128,7 @@ class ChildLink(asyncio.Protocol):
         ):
             self._arm_read_timer()  # still working on it: each sign of life resets the clock
         else:
-            self._awaiting = None
-            if self._read_timer is not None:
-                self._read_timer.cancel()
-                self._read_timer = None
+            self._awaiting = None  # the lazy read timer finds nothing to wait for
         self._on_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
@@ -144,13 +143,33 @@ class ChildLink(asyncio.Protocol):
     # ------------------------------------------------------------ timeouts
 
     def _arm_read_timer(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
+        # A reply comes for nearly every packet, so the timer is lazy: a reply only clears
+        # _awaiting, re-arming only moves _read_deadline, and the one loop timer is
+        # rescheduled when it fires early (or when the deadline moves closer). Creating
+        # and cancelling a timer per packet cost more than the rest of the child's
+        # bookkeeping.
         eom = self._awaiting is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
-        stage = self._awaiting.value if self._awaiting else "?"
-        self._read_timer = asyncio.get_running_loop().call_later(
-            timeout, self._fail, f"timeout: no reply at {stage} within {timeout:g} s"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._read_deadline = deadline
+        self._read_timeout = timeout
+        timer = self._read_timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+
+    def _read_timer_fired(self) -> None:
+        self._read_timer = None
+        if self._awaiting is None or self._done:
+            return  # the reply came in time
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._read_deadline:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+            return
+        self._fail(
+            f"timeout: no reply at {self._awaiting.value} within {self._read_timeout:g} s"
         )
 
     def pause_writing(self) -> None:
