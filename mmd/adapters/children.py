@@ -11,6 +11,7 @@ once through ``on_failure``; the engine decides what it means for the mail.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from mmd.config.model import MilterConfig
 from mmd.engine.applicability import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError
+
+_parsed_spec = functools.lru_cache(maxsize=64)(parse_connection_spec)
 
 ReplyHandler = Callable[[int, m.ReplyMessage], None]
 FailureHandler = Callable[[int, str], None]
@@ -41,6 +44,7 @@ class ChildLink(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
@@ -56,7 +60,7 @@ class ChildLink(asyncio.Protocol):
         if self._transport is None:
             self._pending.append(data)
             if self._connecting is None:
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+                self._start_connecting()
         else:
             self._transport.write(data)
         if expect_reply:
@@ -71,31 +75,58 @@ class ChildLink(asyncio.Protocol):
             self._transport.close()
         elif self._connecting is not None:
             self._connecting.cancel()
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
 
     # ------------------------------------------------------------ connecting
 
+    def _start_connecting(self) -> None:
+        # A plain timer rather than asyncio.wait_for: wait_for wraps the connection in a
+        # second task plus a future, per child and per SMTP session.
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_task(self._connect())
+        self._connect_timer = loop.call_later(
+            self.config.connection_timeout, self._connect_timed_out
+        )
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._connect_failed_by_timeout()
+
+    def _connect_failed_by_timeout(self) -> None:
+        self._fail(
+            f"cannot connect to {self.config.connection_spec}: timed out after "
+            f"{self.config.connection_timeout:g} s"
+        )
+
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        spec = parse_connection_spec(self.config.connection_spec)
+        spec = _parsed_spec(self.config.connection_spec)
         try:
             if isinstance(spec, UnixSpec):
-                coro = loop.create_unix_connection(lambda: self, spec.path)
+                await loop.create_unix_connection(self._itself, spec.path)
             else:
                 assert isinstance(spec, InetSpec)
                 family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
                 host = spec.host or ("::1" if spec.family == "inet6" else "127.0.0.1")
-                coro = loop.create_connection(lambda: self, host, spec.port, family=family)
-            await asyncio.wait_for(coro, self.config.connection_timeout)
+                await loop.create_connection(self._itself, host, spec.port, family=family)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._fail(
-                f"cannot connect to {self.config.connection_spec}: timed out after "
-                f"{self.config.connection_timeout:g} s"
-            )
+            self._connect_failed_by_timeout()
         except OSError as error:
             reason = error.strerror or str(error)
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
+        finally:
+            if self._connect_timer is not None:
+                self._connect_timer.cancel()
+                self._connect_timer = None
+
+    def _itself(self) -> ChildLink:
+        return self
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -103,9 +134,9 @@ class ChildLink(asyncio.Protocol):
             transport.close()
             return
         self._transport = transport
-        for data in self._pending:
-            transport.write(data)
-        self._pending = []
+        if self._pending:
+            transport.write(b"".join(self._pending))
+            self._pending = []
 
     # ------------------------------------------------------------ reading
 
@@ -184,10 +215,10 @@ class ChildLink(asyncio.Protocol):
             self._write_timer = None
 
     def _cancel_timers(self) -> None:
-        for timer in (self._read_timer, self._write_timer):
+        for timer in (self._read_timer, self._write_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        self._read_timer = self._write_timer = None
+        self._read_timer = self._write_timer = self._connect_timer = None
 
     def _fail(self, reason: str) -> None:
         if self._done:
