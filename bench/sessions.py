@@ -477,6 +477,7 @@ class Processes:
         self.mmd: subprocess.Popen[bytes] | None = None
         self.child_paths = [str(folder / f"child{n}.sock") for n in range(1, CHILDREN + 1)]
         self.mmd_path = str(folder / "mmd.sock")
+        self.mmd_nice = 0
 
     def build_child(self) -> str:
         binary = str(self.folder / "continue_milter")
@@ -515,6 +516,8 @@ class Processes:
                 command, stdin=subprocess.DEVNULL, stderr=log, env=environment
             )
         wait_for_socket(self.mmd_path, [self.mmd, *self.children])
+        if self.mmd_nice:
+            os.setpriority(os.PRIO_PROCESS, self.mmd.pid, self.mmd_nice)
         return self.mmd
 
     def stop_mmd(self, timeout: float = 60.0) -> int | None:
@@ -664,7 +667,8 @@ async def measure(procs: Processes, args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)
     print()
     print(f"sessions back to back for {args.seconds:g} s per point; 3 always-continue libmilter"
-          f" children; mmd logging at INFO to {procs.log_path}")
+          f" children; mmd logging at INFO to {procs.log_path}"
+          + (f"; mmd at nice {procs.mmd_nice}" if procs.mmd_nice else ""))
     print(f"cpu columns: share of one core during the point ({os.cpu_count()} cores in all;"
           " 'other' = the rest of the machine);")
     print("ms/session: mmd's CPU time per session (steadier than sessions/s on a busy machine)")
@@ -710,6 +714,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         "cprofile"), help="profile mmd during one concurrency-10 run and print "
                         "the top 25 functions by own time: py-spy (sampling, if installed; "
                         "the default) or cProfile")
+    parser.add_argument("--mmd-nice", type=int, default=0, metavar="N",
+                        help="run mmd at this nice value (an experiment: how much of the gap "
+                             "is CPU scheduling between mmd and the children; default 0)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's folder")
     return parser.parse_args(argv)
 
@@ -727,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="mmd-bench-", dir="/var/tmp"))
     log_path = args.log or str(folder / "mmd.log")
     procs = Processes(folder, log_path)
+    procs.mmd_nice = args.mmd_nice
     try:
         procs.start_children()
         if args.profile:
