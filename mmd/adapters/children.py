@@ -45,6 +45,7 @@ class ChildLink(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
@@ -79,12 +80,21 @@ class ChildLink(asyncio.Protocol):
             self._connect_timer.cancel()
             self._connect_timer = None
 
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
+        # fork), and the read timer wants the loop for nearly every packet. A link lives
+        # and dies in one loop.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     # ------------------------------------------------------------ connecting
 
     def _start_connecting(self) -> None:
         # A plain timer rather than asyncio.wait_for: wait_for wraps the connection in a
         # second task plus a future, per child and per SMTP session.
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop()
         self._connecting = loop.create_task(self._connect())
         self._connect_timer = loop.call_later(
             self.config.connection_timeout, self._connect_timed_out
@@ -103,7 +113,7 @@ class ChildLink(asyncio.Protocol):
         )
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop()
         spec = _parsed_spec(self.config.connection_spec)
         try:
             if isinstance(spec, UnixSpec):
@@ -181,7 +191,7 @@ class ChildLink(asyncio.Protocol):
         # bookkeeping.
         eom = self._awaiting is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop()
         deadline = loop.time() + timeout
         self._read_deadline = deadline
         self._read_timeout = timeout
@@ -195,7 +205,7 @@ class ChildLink(asyncio.Protocol):
         self._read_timer = None
         if self._awaiting is None or self._done:
             return  # the reply came in time
-        loop = asyncio.get_running_loop()
+        loop = self._event_loop()
         if loop.time() < self._read_deadline:
             self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
             return
@@ -205,7 +215,7 @@ class ChildLink(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         timeout = self.config.writing_timeout
-        self._write_timer = asyncio.get_running_loop().call_later(
+        self._write_timer = self._event_loop().call_later(
             timeout, self._fail, f"timeout: could not write within {timeout:g} s"
         )
 
