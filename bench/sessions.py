@@ -367,6 +367,23 @@ async def run_load(
     return point
 
 
+def merge(parts: Sequence[Point]) -> Point:
+    """One point from slices of the same target and concurrency (CPU shares time-weighted)."""
+    seconds = sum(p.seconds for p in parts)
+    errors: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part.errors.items():
+            errors[reason] = errors.get(reason, 0) + count
+    point = Point(parts[0].target, parts[0].concurrency, sum(p.sessions for p in parts),
+                  seconds, [x for p in parts for x in p.latencies], errors)
+    if seconds:
+        point.driver_cpu = sum(p.driver_cpu * p.seconds for p in parts) / seconds
+        point.mmd_cpu = sum(p.mmd_cpu * p.seconds for p in parts) / seconds
+        point.children_cpu = sum(p.children_cpu * p.seconds for p in parts) / seconds
+        point.other_cpu = sum(p.other_cpu * p.seconds for p in parts) / seconds
+    return point
+
+
 async def hold_idle(path: str, count: int) -> tuple[list[Session], int]:
     """Open ``count`` sessions up to HELO and keep them; returns them and the failures."""
     sessions: list[Session] = []
@@ -647,10 +664,15 @@ async def measure(procs: Processes, args: argparse.Namespace) -> None:
         await run_load(name, paths, 10, min(1.0, args.seconds), cpu)
     points: list[Point] = []
     for concurrency in args.concurrency:
-        for name, paths in targets:
-            point = await run_load(name, paths, concurrency, args.seconds, cpu)
-            points.append(point)
-            print(f"  {name} c{concurrency}: {point.rate:.0f} sessions/s", file=sys.stderr)
+        # direct and mmd take turns in slices, so that other jobs on the machine weigh on
+        # both alike rather than on whichever ran while they were busy
+        slices: dict[str, list[Point]] = {name: [] for name, _ in targets}
+        for _ in range(args.rounds):
+            for name, paths in targets:
+                part = await run_load(name, paths, concurrency, args.seconds / args.rounds, cpu)
+                slices[name].append(part)
+                print(f"  {name} c{concurrency}: {part.rate:.0f} sessions/s", file=sys.stderr)
+        points += [merge(parts) for parts in slices.values()]
     peak = memory_mb(mmd.pid, "VmHWM")
     idle_mb: float | None = None
     held = 0
@@ -666,7 +688,8 @@ async def measure(procs: Processes, args: argparse.Namespace) -> None:
             session.quit()
         await asyncio.sleep(1.0)
     print()
-    print(f"sessions back to back for {args.seconds:g} s per point; 3 always-continue libmilter"
+    print(f"sessions back to back for {args.seconds:g} s per point (in {args.rounds} slices taking"
+          f" turns with the other target); 3 always-continue libmilter"
           f" children; mmd logging at INFO to {procs.log_path}"
           + (f"; mmd at nice {procs.mmd_nice}" if procs.mmd_nice else ""))
     print(f"cpu columns: share of one core during the point ({os.cpu_count()} cores in all;"
@@ -703,6 +726,9 @@ async def profile(procs: Processes, args: argparse.Namespace, spy: str, output: 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0, help="per point (default 5)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="direct and mmd take turns this many times per point, "
+                             "seconds/rounds each (default 5)")
     parser.add_argument("--concurrency", type=_numbers, default=[1, 10, 50],
                         help="comma-separated session loops per point (default 1,10,50)")
     parser.add_argument("--idle", type=int, default=IDLE_SESSIONS,
