@@ -17,16 +17,22 @@ What it does, all on loopback unix sockets in a fresh folder under /var/tmp:
     then child 2, then child 3 (Postfix's ``smtpd_milters = a, b, c``);
   - "mmd": one connection per session to mmd, which fans out to the same three children;
 
-  with 1, 10 and 50 session loops running back to back for ``--seconds`` each;
+  with 1, 10 and 50 session loops running back to back for ``--seconds`` per point, the
+  two targets taking turns in ``--rounds`` slices so that other jobs on the machine weigh
+  on both alike;
 * holds 2,000 idle sessions (negotiated, connected, HELO answered) open on mmd and reads
   its resident memory.
 
 It prints numbers and PASS/MISS against the targets of issue 2 §6; it is not a test.
 The driver shares the machine's cores with mmd and the children, so it is kept lean:
-asyncio protocols, packets encoded once, one callback per reply.
+asyncio protocols, packets encoded once, one callback per reply. Besides sessions/s and
+latency it prints who used the CPU (driver, mmd, children, the rest of the machine) and
+mmd's CPU time per session, the steadiest number when other jobs share the machine.
 
-``--profile`` runs mmd under cProfile for one concurrency-10 mmd run instead and prints the
-25 functions with the most own time.
+``--profile`` profiles mmd during one concurrency-10 run instead and prints the 25
+functions with the most own time: with py-spy (sampling, wall clock, mmd unchanged) when
+it is installed, else (or with ``--profile cprofile``) under cProfile with the CPU clock.
+``--mmd-nice N`` runs mmd at another nice value, to see how much is CPU scheduling.
 """
 
 from __future__ import annotations
