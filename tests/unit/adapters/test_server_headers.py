@@ -22,6 +22,7 @@ from mmd.daemon.records import JournalRecorder, Statistics
 from mmd.engine.applicability import SessionFacts
 from mmd.engine.session import ConditionSkipped, SessionSettings, ToMta
 from mmd.protocol import messages as m
+from mmd.protocol.codec import encode
 
 
 class Transport(asyncio.Transport):
@@ -79,20 +80,22 @@ def test_header_changes_to_the_mta_are_recorded() -> None:
     protocol = MtaProtocol(state)
     transport = Transport()
     protocol.connection_made(transport)
-    protocol._carry_out([
-        ToMta(m.AddHeader("X-Spam-Flag", "YES")),
-        ToMta(m.AddHeader("Subject", "not counted")),
-        ToMta(m.InsertHeader(0, "Received-SPF", "pass (example.org)")),
-        ToMta(m.ChangeHeader(1, "X-Virus-Status", "")),  # a deletion
-        ToMta(m.ChangeHeader(1, "X-Virus-Status", "Infected (Eicar)")),
-        ToMta(m.Continue()),
-    ])
+    replies: list[m.ReplyMessage] = [
+        m.AddHeader("X-Spam-Flag", "YES"),
+        m.AddHeader("Subject", "not counted"),
+        m.InsertHeader(0, "Received-SPF", "pass (example.org)"),
+        m.ChangeHeader(1, "X-Virus-Status", ""),  # a deletion
+        m.ChangeHeader(1, "X-Virus-Status", "Infected (Eicar)"),
+        m.Continue(),
+    ]
+    protocol._carry_out([ToMta(reply) for reply in replies])
     assert recorder.headers == [
         (1, "X-Spam-Flag", "YES"),
         (1, "Received-SPF", "pass (example.org)"),
         (1, "X-Virus-Status", "Infected (Eicar)"),
     ]
-    assert len(transport.written) == 6  # everything still goes to the MTA, in order
+    # everything still goes to the MTA, in order (in one write)
+    assert b"".join(transport.written) == b"".join(encode(reply) for reply in replies)
 
 
 def test_journal_recorder_header_line_and_fields(caplog: pytest.LogCaptureFixture) -> None:
