@@ -79,6 +79,7 @@ class MmdDaemon:
     log_path: Path
     process: subprocess.Popen[bytes]
     stopped: bool = field(default=False)
+    signalled: bool = field(default=False)
 
     @property
     def pid(self) -> int:
@@ -126,12 +127,17 @@ class MmdDaemon:
             time.sleep(0.02)
         raise AssertionError(f"no reload within {timeout} s:\n{read_tail(self.log_path)}")
 
+    def terminate(self) -> None:
+        """One SIGTERM (a second one during shutdown would meet the default action)."""
+        if not self.signalled and self.process.poll() is None:
+            self.signalled = True
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM by PID; returns the exit status (SIGKILL and -9 if it hangs)."""
         if not self.stopped:
             self.stopped = True
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -207,8 +213,7 @@ class MmdDaemons:
     def stop_all(self) -> list[tuple[MmdDaemon, int]]:
         """Stop every daemon started here; (daemon, exit status) for each."""
         for daemon in self.running:
-            if not daemon.stopped and daemon.process.poll() is None:
-                daemon.process.send_signal(signal.SIGTERM)
+            daemon.terminate()
         results = [(daemon, daemon.stop()) for daemon in self.running]
         self.running.clear()
         return results
