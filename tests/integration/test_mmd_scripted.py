@@ -239,7 +239,7 @@ def test_postfix_delivers_every_childs_header(
     assert specs[1][1].macros("eom")["i"] == sent.queue_id
 
 
-@pytest.mark.parametrize("stage", ["envfrom", "data", "header", "eom"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_postfix_client_gets_a_childs_reject_text(
     stage: str, postfix: Postfix, scripted_milter: ScriptedMilterFactory,
     mmd_daemon: MmdDaemonFactory,
@@ -253,11 +253,19 @@ def test_postfix_client_gets_a_childs_reject_text(
     sent = postfix.send()
 
     assert sent.exit_code != 0, sent.transcript
-    assert f"550 5.7.1 no thanks at {stage}" in sent.server_replies(), sent.transcript
     assert sent.queue_id is None
+    if stage == "connect":
+        # Postfix answers a connect-time reject with its own banner and logs the milter's
+        assert "554 mail.example.com ESMTP not accepting connections" in \
+            sent.server_replies(), sent.transcript
+        assert any("milter-reject: CONNECT" in line and "550 5.7.1 no thanks at connect" in line
+                   for line in _wait_log_text(postfix, "no thanks at connect")), \
+            postfix.maillog.read_text()[-2000:]
+    else:
+        assert f"550 5.7.1 no thanks at {stage}" in sent.server_replies(), sent.transcript
 
 
-@pytest.mark.parametrize("stage", ["envfrom", "eom"])
+@pytest.mark.parametrize("stage", ["helo", "envfrom", "envrcpt", "body", "eom"])
 def test_postfix_client_gets_a_childs_tempfail_text(
     stage: str, postfix: Postfix, scripted_milter: ScriptedMilterFactory,
     mmd_daemon: MmdDaemonFactory,
@@ -391,6 +399,17 @@ def test_postfix_quarantine_holds_the_mail(
     assert any("milter triggers HOLD action" in line for line in lines), lines
     # the held message stays in Postfix's hold queue
     assert (postfix.queue / "hold" / sent.queue_id).exists()
+
+
+def _wait_log_text(postfix: Postfix, text: str, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [line for line in postfix.maillog.read_text(errors="replace").splitlines()
+                 if text in line]
+        if lines:
+            return lines
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in Postfix's log")
 
 
 def _wait_log(postfix: Postfix, queue_id: str, text: str, timeout: float = 10.0) -> list[str]:
