@@ -9,7 +9,10 @@ SMTP client at the end of DATA (README, "How a session is handled").
 
 from __future__ import annotations
 
+import re
+import smtplib
 import time
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -401,6 +404,17 @@ def test_postfix_quarantine_holds_the_mail(
     assert (postfix.queue / "hold" / sent.queue_id).exists()
 
 
+def _wait_delivered(postfix: Postfix, subjects: set[str],
+                    timeout: float = 20.0) -> list[EmailMessage]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [mail for mail in postfix.delivered() if str(mail["Subject"]) in subjects]
+        if {str(mail["Subject"]) for mail in found} >= subjects:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not delivered: {subjects}")
+
+
 def _wait_log_text(postfix: Postfix, text: str, timeout: float = 10.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -421,3 +435,74 @@ def _wait_log(postfix: Postfix, queue_id: str, text: str, timeout: float = 10.0)
         time.sleep(0.05)
     raise AssertionError(f"{text!r} not in Postfix's log for {queue_id}: "
                          f"{postfix.log_lines(queue_id)}")
+
+
+# ------------------------------------------------------------ several messages, big messages
+
+
+def test_postfix_two_messages_in_one_smtp_session(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    picky, picky_saw = scripted_milter(
+        envfrom={"verdict": "reject", "reply": ["550", "5.7.1", "not you"], "match": "bad@"},
+        eom={"add_header": [["X-Picky", "ok"]]})
+    stamper, stamper_saw = scripted_milter(eom={"add_header": [["X-Stamp", "1"]]})
+    daemon = mmd_daemon(milters=[child("picky", picky), child("stamper", stamper)])
+    send_through(postfix, daemon)
+
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
+        smtp.ehlo("delian")
+        first = smtp.sendmail("good@example.com", ["one@example.org"],
+                              "Subject: first\r\n\r\nfirst body\r\n")
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("bad@example.com", ["two@example.org"],
+                          "Subject: second\r\n\r\nsecond body\r\n")
+        third = smtp.sendmail("good@example.com", ["three@example.org"],
+                              "Subject: third\r\n\r\nthird body\r\n")
+
+    assert first == {} and third == {}
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.7.1 not you"
+    by_subject = {str(mail["Subject"]): mail for mail in _wait_delivered(
+        postfix, {"first", "third"})}
+    for subject in ("first", "third"):
+        mail = by_subject[subject]
+        # each message got each child's header exactly once
+        assert mail.get_all("X-Stamp") == ["1"], subject
+        assert mail.get_all("X-Picky") == ["ok"], subject
+        assert mail.get_content().strip() == f"{subject} body"
+    # the second child saw each accepted message's own headers only
+    subjects = [e["args"][1] for e in stamper_saw.events()
+                if e["event"] == "header" and e["args"][0] == "Subject"]
+    assert subjects == ["first", "third"]
+    assert [e["args"][0] for e in picky_saw.events() if e["event"] == "envfrom"] == \
+        ["<good@example.com>", "<bad@example.com>", "<good@example.com>"]
+
+
+def test_postfix_big_message_is_kept_whole(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    spec, recorder = scripted_milter(eom={"add_header": [["X-Big", "seen"]]})
+    # a body larger than body_memory_limit (spooled to a file) and than one chunk
+    daemon = mmd_daemon(milters=[child("big", spec)],
+                        manager={"body_memory_limit": 100_000})
+    send_through(postfix, daemon)
+    lines = [f"line {number:07d} " + "x" * 60 for number in range(40_000)]  # about 2.8 MB
+    body = "\n".join(lines) + "\n"
+
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as smtp:
+        smtp.ehlo("delian")
+        smtp.mail("sender@example.com")
+        smtp.rcpt("receiver@example.org")
+        code, reply = smtp.data(f"Subject: big\r\n\r\n{body}".replace("\n", "\r\n")
+                                .replace("\r\r\n", "\r\n"))
+
+    assert code == 250, reply
+    queued = re.search(rb"queued as ([0-9A-Za-z]+)", reply)
+    assert queued is not None, reply
+    mail = postfix.wait_for_mail(queued.group(1).decode(), timeout=60)
+    assert mail["X-Big"] == "seen"
+    assert mail.get_content().splitlines() == lines
+    chunks = [e for e in recorder.events() if e["event"] == "body"]
+    assert len(chunks) >= 40  # at most 65535 bytes per BODY packet
+    assert sum(len(e["args"][0]) for e in chunks) >= len(body)
