@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import smtplib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
 
@@ -506,3 +507,57 @@ def test_postfix_big_message_is_kept_whole(
     chunks = [e for e in recorder.events() if e["event"] == "body"]
     assert len(chunks) >= 40  # at most 65535 bytes per BODY packet
     assert sum(len(e["args"][0]) for e in chunks) >= len(body)
+
+
+def test_postfix_parallel_sessions(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    first, _ = scripted_milter(eom={"add_header": [["X-First", "1"]]})
+    second, _ = scripted_milter(envrcpt={"verdict": "reject", "match": "nobody@"},
+                                eom={"add_header": [["X-Second", "2"]]})
+    daemon = mmd_daemon(milters=[child("first", first), child("second", second)])
+    send_through(postfix, daemon)
+    subjects = [f"parallel {number}" for number in range(12)]
+
+    def send_one(subject: str) -> bytes:
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as smtp:
+            smtp.ehlo("delian")
+            smtp.mail("sender@example.com")
+            refused, _ = smtp.rcpt("nobody@example.org")
+            assert refused == 550, refused
+            smtp.rcpt("receiver@example.org")
+            code, reply = smtp.data(f"Subject: {subject}\r\n\r\n{subject} body\r\n")
+            assert code == 250, reply
+            return reply
+
+    with ThreadPoolExecutor(len(subjects)) as pool:
+        replies = list(pool.map(send_one, subjects))
+
+    assert all(b"queued as" in reply for reply in replies), replies
+    delivered = _wait_delivered(postfix, set(subjects))
+    assert len(delivered) == len(subjects)
+    for mail in delivered:
+        assert mail.get_all("X-First") == ["1"], mail
+        assert mail.get_all("X-Second") == ["2"], mail
+        assert mail.get_content().strip() == f"{mail['Subject']} body"
+    assert not daemon.log_lines("[milter][error]"), daemon.log()
+
+
+def test_reload_keeps_sessions_in_flight_on_their_generation(
+    scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    old, old_saw = scripted_milter(eom={"sleep": 1.5, "add_header": [["X-Generation", "old"]]})
+    new, _ = scripted_milter(eom={"add_header": [["X-Generation", "new"]]})
+    daemon = mmd_daemon(milters=[child("old", old)])
+
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(run_test_server, "-s", daemon.spec, "--output-message")
+        old_saw.wait_for("eom")  # the session is inside the old child's end-of-message
+        daemon.write_config([child("new", new)])
+        daemon.reload()
+        after = run_test_server("-s", daemon.spec, "--output-message")
+        before = in_flight.result(30)
+
+    assert "+ X-Generation: old" in before.stdout.splitlines(), before
+    assert "+ X-Generation: new" in after.stdout.splitlines(), after
+    assert "+ X-Generation: old" not in after.stdout.splitlines(), after
