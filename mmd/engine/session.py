@@ -288,15 +288,27 @@ class Session:
         return self._take()
 
     def mta_closed(self) -> list[Action]:
-        """The MTA went away without QUIT."""
+        """The MTA went away without QUIT.
+
+        Once the MTA was told accept with no child left in the connection (all
+        accepted, skipped by a condition or failed), closing is how Postfix ends
+        it (it drops a milter that accepted the connection, without QUIT): the
+        session's status is that accept, not the disconnect fallback.
+        """
         if self._phase is not _Phase.CLOSED:
+            done = self._session_status is Verdict.ACCEPT and not any(
+                c.in_connection() for c in self._children
+            )
             for child in self._children:
                 if not child.failed:
                     if child.in_transaction:
                         self._send(child, m.Abort(), Stage.ABORT)
                     self._send(child, m.Quit(), Stage.QUIT)
                     self._out.append(CloseChild(child.index))
-            self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
+            if done:
+                self._finish_session(Verdict.ACCEPT)
+            else:
+                self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
             self._phase = _Phase.CLOSED
         return self._take()
 

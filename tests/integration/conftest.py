@@ -17,6 +17,7 @@ A component that cannot start fails the test loudly with its log; nothing is ski
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -107,7 +108,7 @@ def mmd_daemon(integration_dir: Path) -> Iterator[MmdDaemonFactory]:
     def start(milters: Sequence[Mapping[str, Any]] = (),
               manager: Mapping[str, Any] | None = None,
               conditions: Mapping[str, Any] | None = None) -> MmdDaemon:
-        return daemons.start(milters, manager, conditions)
+        return daemons.start(milters, manager, conditions, extra_args=["--verbose"] if os.environ.get("MMD_VERBOSE") else [])
 
     yield start
     results = daemons.stop_all()

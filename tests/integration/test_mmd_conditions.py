@@ -15,6 +15,7 @@ milter-test-server's ``--authenticated-name``.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from tests.harness.cli_runner import run_test_server
@@ -125,6 +126,12 @@ def test_local_network_client_skips_spamass(
     assert mail["X-Greylist"] is None
     # mmd still asked each child to negotiate: it was there, just not applied
     assert "negotiate" in spamass.names()
+    # with no child applied mmd accepts the connection and Postfix drops it without
+    # QUIT: that is the session's normal end, not a client that went away
+    log = daemon.wait_for_log("[session][end]", count=2)
+    assert "[session][disconnected]" not in log, log
+    ends = [line for line in log.splitlines() if "[session][end]" in line]
+    assert all("[session][end][connect][accept]" in line for line in ends), ends
 
 
 def test_remote_client_reaches_spamass(
@@ -198,3 +205,50 @@ def test_authenticated_condition_applies_only_to_logged_in_senders(
     assert "+ X-Signed-For: members" not in anonymous.stdout.splitlines(), anonymous
     assert "+ X-Signed-For: members" in signed_in.stdout.splitlines(), signed_in
     assert signer_saw.last("envfrom")["macros"]["{auth_authen}"] == "alice"
+
+
+# ------------------------------------------------------------ stress
+
+
+def test_stress_notifies_greylist_and_skips_spamass(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    greylist, greylist_saw = scripted_milter(name="greylist", macros=["{stress}"])
+    spamass, spamass_saw = scripted_milter(
+        name="spamass", eom={"add_header": [["X-Spam-Stand-In", "checked"]]})
+    daemon = mmd_daemon(
+        milters=[
+            {"name": "milter-greylist", "connection_spec": greylist,
+             "applicable_conditions": GREYLIST_CONDITIONS},
+            {"name": "spamass-milter", "connection_spec": spamass,
+             "applicable_conditions": SPAMASS_CONDITIONS},
+        ],
+        conditions={"stress": {"threshold": 2}},
+    )
+    postfix.set_milters(daemon.spec)
+
+    # an idle S25R client holds one session open in mmd: the next one reaches the threshold
+    with socket.create_connection(("127.0.0.1", postfix.port), timeout=10) as idle:
+        reader = idle.makefile("rb")
+        assert reader.readline().startswith(b"220"), "no banner"
+        idle.sendall(b"EHLO idle.example.com\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        idle.sendall(b"XCLIENT NAME=ppp9.example.com ADDR=203.0.113.9\r\n")
+        assert reader.readline().startswith(b"220"), "XCLIENT refused"
+        greylist_saw.wait_for("connect")
+        stressed = send(postfix, daemon, **S25R_CLIENT)
+        stressed_connect = greylist_saw.last("connect")
+        stressed_spamass = connected_clients(spamass_saw)
+        idle.sendall(b"QUIT\r\n")
+    greylist_saw.clear()
+    spamass_saw.clear()
+    calm = send(postfix, daemon, **S25R_CLIENT)
+
+    assert stressed_connect["macros"].get("{stress}") == "yes", (stressed_connect, daemon.log())
+    assert stressed_spamass == ["ppp9.example.com"]  # the idle one came before the stress
+    assert stressed_connect["args"][0] == "ppp123.example.com"
+    assert stressed["X-Spam-Stand-In"] is None
+    assert "{stress}" not in greylist_saw.last("connect")["macros"]
+    assert connected_clients(spamass_saw) == ["ppp123.example.com"]
+    assert calm["X-Spam-Stand-In"] == "checked"
