@@ -108,7 +108,9 @@ def mmd_daemon(integration_dir: Path) -> Iterator[MmdDaemonFactory]:
     def start(milters: Sequence[Mapping[str, Any]] = (),
               manager: Mapping[str, Any] | None = None,
               conditions: Mapping[str, Any] | None = None) -> MmdDaemon:
-        return daemons.start(milters, manager, conditions, extra_args=["--verbose"] if os.environ.get("MMD_VERBOSE") else [])
+        # MMD_VERBOSE=1 in the environment adds the debug lines (condition skips) to .log()
+        verbose = ["--verbose"] if os.environ.get("MMD_VERBOSE") else []
+        return daemons.start(milters, manager, conditions, extra_args=verbose)
 
     yield start
     results = daemons.stop_all()
