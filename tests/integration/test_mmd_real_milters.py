@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cli_runner import run_test_server
+from tests.harness.dkim_check import DkimError, verify
 from tests.harness.mmd_daemon import MmdDaemon, MmdDaemons
 from tests.harness.postfix import Postfix
 from tests.harness.real_milters import EICAR, EICAR_SIGNATURE, GTUBE, SPAMASS_REJECT, RealMilter
@@ -115,3 +116,49 @@ def test_postfix_gtube_is_rejected(postfix: Postfix, real_mmd: MmdDaemon) -> Non
 
     assert spam.exit_code != 0, spam.transcript
     assert SPAMASS_REJECT in spam.server_replies(), spam.transcript
+
+
+# ------------------------------------------------------------ DKIM signature survives mmd
+
+
+def raw_delivered(postfix: Postfix, queue_id: str) -> bytes:
+    postfix.wait_for_mail(queue_id)
+    marker = f"id {queue_id}".encode()
+    for path in (postfix.maildir / "inbox" / "new").iterdir():
+        data = path.read_bytes()
+        if marker in data:
+            return data
+    raise AssertionError(f"no mail file for {queue_id}")
+
+
+def test_dkim_check_itself_passes_direct_and_fails_tampered(
+    postfix: Postfix, opendkim_milter: RealMilter
+) -> None:
+    postfix.set_milters(opendkim_milter.spec)
+    key = opendkim_milter.folder / "mmdtest.txt"
+
+    sent = postfix.send(sender="alice@example.com", headers={"Subject": "direct"})
+
+    assert sent.queue_id is not None, sent.transcript
+    raw = raw_delivered(postfix, sent.queue_id)
+    assert verify(raw, key)["d"] == "example.com"
+    with pytest.raises(DkimError):
+        verify(raw.replace(b"Subject: direct", b"Subject:  direct"), key)
+    with pytest.raises(DkimError):
+        verify(raw.replace(b"La de da", b"La di da"), key)
+
+
+def test_postfix_dkim_signature_made_behind_mmd_verifies(
+    postfix: Postfix, real_mmd: MmdDaemon, opendkim_milter: RealMilter
+) -> None:
+    postfix.set_milters(real_mmd.spec)
+
+    sent = postfix.send(sender="alice@example.com",
+                        headers={"Subject": "signed through mmd", "X-Folded": "one\n two"},
+                        body="first line\n\n  indented line\n")
+
+    assert sent.exit_code == 0, sent.transcript
+    assert sent.queue_id is not None
+    tags = verify(raw_delivered(postfix, sent.queue_id), opendkim_milter.folder / "mmdtest.txt")
+    assert tags["d"] == "example.com" and tags["s"] == "mmdtest"
+    assert "subject" in tags["h"].lower()
