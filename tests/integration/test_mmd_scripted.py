@@ -561,3 +561,25 @@ def test_reload_keeps_sessions_in_flight_on_their_generation(
     assert "+ X-Generation: old" in before.stdout.splitlines(), before
     assert "+ X-Generation: new" in after.stdout.splitlines(), after
     assert "+ X-Generation: old" not in after.stdout.splitlines(), after
+
+
+def test_sigterm_lets_the_session_in_flight_finish(
+    scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    slow, slow_saw = scripted_milter(eom={"sleep": 1.0, "add_header": [["X-Finished", "yes"]]})
+    daemon = mmd_daemon(milters=[child("slow", slow)])
+
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(run_test_server, "-s", daemon.spec, "--output-message")
+        slow_saw.wait_for("eom")
+        daemon.terminate()
+        run = in_flight.result(30)
+    code = daemon.stop()
+
+    assert run.status_line == "status: pass", run
+    assert "+ X-Finished: yes" in run.stdout.splitlines()
+    assert code == 0, daemon.log()
+    log = daemon.log()
+    assert "stopping: 1 sessions in flight" in log
+    assert log.index("[session][end][end-of-message][pass]") < log.index("INFO mmd.daemon: stopped")
+    assert not daemon.socket_path.exists() or run_test_server("-s", daemon.spec).exit_code == 1
