@@ -103,13 +103,18 @@ class CloseChild:
 
 @dataclass(frozen=True, slots=True)
 class ChildFinished:
-    """A child's part in one SMTP session is over: one statistics record."""
+    """A child's part in one SMTP session is over: one statistics record.
+
+    ``failed``: it left because it failed (whoever noticed: the adapter or the
+    engine), so the adapter logs the reason as an error too.
+    """
 
     index: int
     name: str
     stage: Stage
     status: str
     reason: str = ""
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,7 +765,12 @@ class Session:
             child.reported = True
             self._out.append(
                 ChildFinished(
-                    child.index, child.name, child.last_stage, child.result.label, child.reason
+                    child.index,
+                    child.name,
+                    child.last_stage,
+                    child.result.label,
+                    child.reason,
+                    failed=child.failed,
                 )
             )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ FALLBACKS = {
 }
 
 
+Answer = Callable[[bytes], "bytes | list[bytes | float] | None"]
+
+
 class FakeChild:
     """A raw socket peer that answers every command with ``answer(packet_code)`` bytes.
 
@@ -37,7 +41,7 @@ class FakeChild:
     oversize packets); it serves every connection until closed.
     """
 
-    def __init__(self, path: Path, answer: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, path: Path, answer: Answer) -> None:
         self.path = path
         self.answer = answer
         self.connections = 0
@@ -72,8 +76,14 @@ class FakeChild:
                     if _read_exact(peer, size - 1) is None:
                         return
                     reply = self.answer(code)
-                    if reply is not None:
+                    if isinstance(reply, bytes):
                         peer.sendall(reply)
+                    elif reply is not None:  # a script: bytes to send, seconds to wait
+                        for step in reply:
+                            if isinstance(step, bytes):
+                                peer.sendall(step)
+                            else:
+                                time.sleep(step)
             except OSError:
                 return
 
@@ -98,6 +108,8 @@ def packet(code: bytes, data: bytes = b"") -> bytes:
 # a plain OPTNEG answer: version 6, no actions, no steps
 NEGOTIATE_REPLY = packet(b"O", struct.pack(">III", 6, 0, 0))
 CONTINUE_REPLY = packet(b"c")
+# the same, allowed to add headers (SMFIF_ADDHDRS)
+NEGOTIATE_ADD_HEADERS = packet(b"O", struct.pack(">III", 6, 1, 0))
 
 
 @pytest.fixture
@@ -106,7 +118,7 @@ def fake_children(integration_dir: Path) -> Iterator[Callable[..., FakeChild]]:
     folder = integration_dir / "fake"
     folder.mkdir(exist_ok=True)
 
-    def make(name: str, answer: Callable[[bytes], bytes | None]) -> FakeChild:
+    def make(name: str, answer: Answer) -> FakeChild:
         path = folder / f"{name}-{len(made)}.sock"
         path.unlink(missing_ok=True)
         child = FakeChild(path, answer)
@@ -263,6 +275,58 @@ def test_child_sending_an_oversize_packet(
     two_sessions_give(daemon, FALLBACKS[fallback],
                       "protocol error: milter packet of 2147483647 bytes exceeds the limit",
                       fallback)
+
+
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_child_changing_the_message_outside_end_of_message(
+    fallback: str, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory,
+    fake_children: Callable[..., FakeChild],
+) -> None:
+    # an add-header at envelope-from is a protocol error by that child
+    def answer(code: bytes) -> bytes | None:
+        if code == b"O":
+            return NEGOTIATE_ADD_HEADERS
+        if code == b"M":
+            return packet(b"h", b"X-Early\0too early\0") + CONTINUE_REPLY
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+
+    fake = fake_children("early", answer)
+    daemon = mmd_daemon(milters=[
+        healthy(scripted_milter),
+        {"name": "faulty", "connection_spec": fake.spec, "fallback_status": fallback},
+    ])
+
+    two_sessions_give(daemon, FALLBACKS[fallback], "sent AddHeader at envelope-from", fallback)
+
+
+def progress_then_accept(seconds: float) -> Answer:
+    """A child that works ``seconds`` at end-of-message, saying so every 0.4 s."""
+    def answer(code: bytes) -> bytes | list[bytes | float] | None:
+        if code == b"O":
+            return NEGOTIATE_ADD_HEADERS
+        if code == b"E":
+            script: list[bytes | float] = []
+            for _ in range(int(seconds / 0.4)):
+                script += [0.4, packet(b"p")]
+            return [*script, packet(b"h", b"X-Slow\0done\0"), CONTINUE_REPLY]
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+    return answer
+
+
+def test_progress_keeps_a_slow_child_past_its_end_of_message_timeout(
+    mmd_daemon: MmdDaemonFactory, fake_children: Callable[..., FakeChild],
+) -> None:
+    fake = fake_children("progress", progress_then_accept(2.0))
+    daemon = mmd_daemon(milters=[
+        {"name": "slow", "connection_spec": fake.spec, "fallback_status": "reject",
+         "end_of_message_timeout": 1},
+    ])
+
+    run = run_test_server("-s", daemon.spec, "--output-message")
+
+    assert run.status_line == "status: pass", (run, daemon.log())
+    assert "+ X-Slow: done" in run.stdout.splitlines()
+    assert not daemon.log_lines("[milter][error]"), daemon.log()
 
 
 # ------------------------------------------------------------ the MTA goes away
