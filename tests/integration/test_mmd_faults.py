@@ -329,6 +329,40 @@ def test_progress_keeps_a_slow_child_past_its_end_of_message_timeout(
     assert not daemon.log_lines("[milter][error]"), daemon.log()
 
 
+# a child that asks for no reply at any stage but end-of-message (SMFIP_NR_*) and
+# answers only there: mmd must not wait for replies it said it would not get
+NO_REPLY_STEPS = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x80000 | 0x80
+
+
+def silent_until_end_of_message(code: bytes) -> bytes | None:
+    if code == b"O":
+        return packet(b"O", struct.pack(">III", 6, 1, NO_REPLY_STEPS))
+    if code == b"E":
+        return packet(b"h", b"X-Silent\0was here\0") + CONTINUE_REPLY
+    return None
+
+
+@pytest.mark.parametrize("with_talker", [False, True])
+def test_child_asking_for_no_replies(
+    with_talker: bool, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory,
+    fake_children: Callable[..., FakeChild],
+) -> None:
+    fake = fake_children("silent", silent_until_end_of_message)
+    milters = [{"name": "silent", "connection_spec": fake.spec, "reading_timeout": 1}]
+    if with_talker:
+        milters.append(healthy(scripted_milter))
+    daemon = mmd_daemon(milters=milters)
+
+    run = run_test_server("-s", daemon.spec, "--output-message", "-h", "Subject: hush")
+
+    assert run.exit_code == 0, run
+    assert run.status_line == "status: pass", run
+    lines = run.stdout.splitlines()
+    assert "+ X-Silent: was here" in lines, (run, daemon.log())
+    assert ("+ X-Healthy: yes" in lines) == with_talker
+    assert not daemon.log_lines("[milter][error]"), daemon.log()
+
+
 # ------------------------------------------------------------ the MTA goes away
 
 
