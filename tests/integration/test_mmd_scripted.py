@@ -14,6 +14,7 @@ import smtplib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -583,3 +584,25 @@ def test_sigterm_lets_the_session_in_flight_finish(
     assert "stopping: 1 sessions in flight" in log
     assert log.index("[session][end][end-of-message][pass]") < log.index("INFO mmd.daemon: stopped")
     assert not daemon.socket_path.exists() or run_test_server("-s", daemon.spec).exit_code == 1
+
+
+def test_skip_at_body_stops_that_childs_body_only(
+    tmp_path: Path, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    skipper, skipper_saw = scripted_milter(steps=["SKIP"], body={"verdict": "skip"},
+                                           eom={"add_header": [["X-Skipper", "1"]]})
+    reader, reader_saw = scripted_milter(eom={"add_header": [["X-Reader", "1"]]})
+    daemon = mmd_daemon(milters=[child("skipper", skipper), child("reader", reader)])
+    mail = tmp_path / "big.eml"
+    body = "".join(f"line {number:06d} {'y' * 50}\n" for number in range(4000))  # ~250 kB
+    mail.write_text(f"From: a@example.com\nTo: b@example.org\nSubject: skip\n\n{body}")
+
+    run = run_test_server("-s", daemon.spec, "-m", str(mail), "--output-message")
+
+    assert run.status_line == "status: pass", run
+    assert {"+ X-Skipper: 1", "+ X-Reader: 1"} <= set(run.stdout.splitlines())
+    skipped = [e for e in skipper_saw.events() if e["event"] == "body"]
+    read = [e for e in reader_saw.events() if e["event"] == "body"]
+    assert len(skipped) == 1
+    assert len(read) >= 4
+    assert "eom" in skipper_saw.names()
