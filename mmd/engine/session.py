@@ -725,7 +725,8 @@ class Session:
         self._new_message()
 
     def _abort_message(self) -> None:
-        self._stage = Stage.ABORT
+        # the session's last stage stays the protocol stage before ABORT, as in the
+        # classic statistics line: Postfix sends ABORT after every message
         self._end_message()
 
     def _quit(self) -> None:

@@ -242,6 +242,10 @@ def test_postfix_delivers_every_childs_header(
     assert "X-Child-2" not in second_headers
     assert {"X-Child-1", "X-Child-2"} <= set(third_headers)
     assert specs[1][1].macros("eom")["i"] == sent.queue_id
+    # Postfix ends with ABORT and QUIT; the statistics line keeps the last protocol stage
+    log = daemon.wait_for_log("[session][end]")
+    ends = [line for line in log.splitlines() if "[session][end]" in line]
+    assert len(ends) == 1 and "[session][end][end-of-message][pass]" in ends[0], ends
 
 
 @pytest.mark.parametrize("stage", STAGES)
