@@ -610,3 +610,55 @@ def test_skip_at_body_stops_that_childs_body_only(
     assert len(skipped) == 1
     assert len(read) >= 4
     assert "eom" in skipper_saw.names()
+
+
+def test_postfix_rejected_recipient_reaches_only_children_asking_for_it(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    # a remote client (XCLIENT) may not relay: Postfix itself refuses the outside
+    # recipient and tells only milters that negotiated SMFIP_RCPT_REJ
+    curious, curious_saw = scripted_milter(steps=["RCPT_REJ"])
+    plain, plain_saw = scripted_milter()
+    daemon = mmd_daemon(milters=[child("curious", curious), child("plain", plain)])
+    send_through(postfix, daemon)
+
+    sent = postfix.send(recipients=["someone@elsewhere.invalid", "good@example.org"],
+                        client_name="mail.example.net", client_address="203.0.113.25")
+
+    assert sent.exit_code == 0, sent.transcript
+    assert any(reply.startswith("554 5.7.1") and "Relay access denied" in reply
+               for reply in sent.server_replies()), sent.transcript
+    curious_rcpts = [(e["args"][0], e["macros"].get("{rcpt_mailer}"))
+                     for e in curious_saw.events() if e["event"] == "envrcpt"]
+    plain_rcpts = [e["args"][0] for e in plain_saw.events() if e["event"] == "envrcpt"]
+    assert curious_rcpts == [("<someone@elsewhere.invalid>", "error"),
+                             ("<good@example.org>", "virtual")], curious_rcpts
+    assert plain_rcpts == ["<good@example.org>"]
+
+
+def test_postfix_message_after_a_content_reject_in_the_same_session(
+    postfix: Postfix, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    censor, censor_saw = scripted_milter(
+        header={"verdict": "reject", "reply": ["550", "5.7.1", "bad subject"],
+                "match": "please-reject"})
+    stamper, _ = scripted_milter(eom={"add_header": [["X-Stamp", "once"]],
+                                      "replace_body": "stamped body\n"})
+    daemon = mmd_daemon(milters=[child("censor", censor), child("stamper", stamper)])
+    send_through(postfix, daemon)
+
+    with smtplib.SMTP("127.0.0.1", postfix.port, timeout=30) as smtp:
+        smtp.ehlo("delian")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            smtp.sendmail("a@example.com", ["one@example.org"],
+                          "Subject: please-reject\r\n\r\nbad body\r\n")
+        smtp.sendmail("a@example.com", ["two@example.org"],
+                      "Subject: after the reject\r\n\r\ngood body\r\n")
+
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (550, b"5.7.1 bad subject")
+    (mail,) = _wait_delivered(postfix, {"after the reject"})
+    assert mail.get_all("X-Stamp") == ["once"]
+    assert mail.get_content().strip() == "stamped body"
+    assert [e["args"][1] for e in censor_saw.events()
+            if e["event"] == "header" and e["args"][0] == "Subject"] == \
+        ["please-reject", "after the reject"]
