@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -105,6 +106,13 @@ class ServerState:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     connections: set[MtaProtocol] = field(default_factory=set)
     on_change: Callable[[], None] | None = None
+    # max_connections: sessions being served; the others wait, not read, in arrival order
+    serving: int = 0
+    waiting: deque[MtaProtocol] = field(default_factory=deque)
+
+    def may_serve(self) -> bool:
+        limit = self.generation.manager.max_connections
+        return not limit or self.serving < limit
 
 
 class MtaProtocol(asyncio.Protocol):
@@ -137,6 +145,11 @@ class MtaProtocol(asyncio.Protocol):
             ChildLink(i, milter, self._child_reply, self._child_failed, manager.max_packet_size)
             for i, milter in enumerate(generation.milters)
         ]
+        self._serving = state.may_serve()
+        if self._serving:
+            state.serving += 1
+        else:
+            state.waiting.append(self)  # served when a session ends (max_connections)
         self._begin()
         if state.on_change:
             state.on_change()
@@ -149,8 +162,17 @@ class MtaProtocol(asyncio.Protocol):
         state.recorder.session_started(self._session_id, state.active)
 
     def data_received(self, data: bytes) -> None:
+        self._decoder.receive_data(data)
+        if not self._serving:
+            # max_connections: keep what came, read no more until a session ends
+            # (pausing here, not in connection_made: Python 3.11 re-adds the reader after it)
+            if self._transport is not None:
+                self._transport.pause_reading()
+            return
+        self._process()
+
+    def _process(self) -> None:
         decoder = self._decoder
-        decoder.receive_data(data)
         session = self._session
         while True:
             try:
@@ -171,6 +193,17 @@ class MtaProtocol(asyncio.Protocol):
         for link in self._links:
             link.close()
         state = self._state
+        if self._serving:
+            state.serving -= 1
+        elif self in state.waiting:
+            state.waiting.remove(self)
+        while state.waiting and state.may_serve():
+            waiting = state.waiting.popleft()
+            waiting._serving = True
+            state.serving += 1
+            if waiting._transport is not None:
+                waiting._transport.resume_reading()
+                waiting._process()
         state.active -= 1
         state.connections.discard(self)
         if state.active == 0:

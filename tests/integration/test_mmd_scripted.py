@@ -662,3 +662,21 @@ def test_postfix_message_after_a_content_reject_in_the_same_session(
     assert [e["args"][1] for e in censor_saw.events()
             if e["event"] == "header" and e["args"][0] == "Subject"] == \
         ["please-reject", "after the reject"]
+
+
+def test_max_connections_makes_further_sessions_wait(
+    scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory
+) -> None:
+    slow, slow_saw = scripted_milter(eom={"sleep": 0.8, "add_header": [["X-Turn", "served"]]})
+    daemon = mmd_daemon(milters=[child("slow", slow)], manager={"max_connections": 1})
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_test_server("-s", daemon.spec, "--output-message"),
+                             range(2)))
+
+    for run in runs:
+        assert run.status_line == "status: pass", run
+        assert "+ X-Turn: served" in run.stdout.splitlines()
+    # one session after the other: the child never had two at once
+    names = [name for name in slow_saw.names() if name in ("negotiate", "eom", "close")]
+    assert names == ["negotiate", "eom", "close", "negotiate", "eom", "close"], names
