@@ -232,7 +232,8 @@ class MtaProtocol(asyncio.Protocol):
         self._carry_out(self._session.from_child(index, reply))
 
     def _child_failed(self, index: int, reason: str) -> None:
-        self._state.recorder.child_error(self._session_id, self._links[index].config.name, reason)
+        # logged as an error when the engine reports the child's end (ChildFinished.failed),
+        # like the failures only the engine sees (a reply that breaks the protocol)
         self._carry_out(self._session.child_failed(index, reason))
 
     # ------------------------------------------------------------ actions
@@ -302,6 +303,8 @@ class MtaProtocol(asyncio.Protocol):
         queue_id = facts.macros.get("i", "")
         elapsed = time.monotonic() - self._started
         if isinstance(action, ChildFinished):
+            if action.failed:
+                recorder.child_error(self._session_id, action.name, action.reason)
             recorder.child_finished(
                 ChildVerdictRecord(
                     self._session_id,

@@ -103,13 +103,18 @@ class CloseChild:
 
 @dataclass(frozen=True, slots=True)
 class ChildFinished:
-    """A child's part in one SMTP session is over: one statistics record."""
+    """A child's part in one SMTP session is over: one statistics record.
+
+    ``failed``: it left because it failed (whoever noticed: the adapter or the
+    engine), so the adapter logs the reason as an error too.
+    """
 
     index: int
     name: str
     stage: Stage
     status: str
     reason: str = ""
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,15 +313,27 @@ class Session:
         return self._take()
 
     def mta_closed(self) -> list[Action]:
-        """The MTA went away without QUIT."""
+        """The MTA went away without QUIT.
+
+        Once the MTA was told accept with no child left in the connection (all
+        accepted, skipped by a condition or failed), closing is how Postfix ends
+        it (it drops a milter that accepted the connection, without QUIT): the
+        session's status is that accept, not the disconnect fallback.
+        """
         if self._phase is not _Phase.CLOSED:
+            done = self._session_status is Verdict.ACCEPT and not any(
+                c.in_connection() for c in self._children
+            )
             for child in self._children:
                 if not child.failed:
                     if child.in_transaction:
                         self._send(child, m.Abort(), Stage.ABORT)
                     self._send(child, m.Quit(), Stage.QUIT)
                     self._out.append(CloseChild(child.index))
-            self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
+            if done:
+                self._finish_session(Verdict.ACCEPT)
+            else:
+                self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
             self._phase = _Phase.CLOSED
         return self._take()
 
@@ -735,7 +752,8 @@ class Session:
         self._new_message()
 
     def _abort_message(self) -> None:
-        self._stage = Stage.ABORT
+        # the session's last stage stays the protocol stage before ABORT, as in the
+        # classic statistics line: Postfix sends ABORT after every message
         self._end_message()
 
     def _quit(self) -> None:
@@ -775,7 +793,12 @@ class Session:
             child.reported = True
             self._out.append(
                 ChildFinished(
-                    child.index, child.name, child.last_stage, child.result.label, child.reason
+                    child.index,
+                    child.name,
+                    child.last_stage,
+                    child.result.label,
+                    child.reason,
+                    failed=child.failed,
                 )
             )
 
