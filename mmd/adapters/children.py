@@ -14,6 +14,7 @@ import asyncio
 import functools
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
@@ -138,8 +139,9 @@ class ChildLink(asyncio.Protocol):
     def _itself(self) -> ChildLink:
         return self
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
+        transport = cast(asyncio.Transport, base)
         if self._done:
             transport.close()
             return

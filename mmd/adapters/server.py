@@ -16,7 +16,7 @@ import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from mmd.adapters.children import ChildLink
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
@@ -135,8 +135,9 @@ class MtaProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ MTA side
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
+        transport = cast(asyncio.Transport, base)
         self._transport = transport
         self._started_session = False
         state = self._state

@@ -7,7 +7,6 @@ Options follow the classic milter manager so install guides keep working
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -118,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_main(args_list[1:])
     args = build_parser().parse_args(args_list)
 
+    from mmd.adapters import event_loop
     from mmd.adapters.journal import setup_logging
     from mmd.daemon.service import Daemon, Options
 
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["connection_spec"] = default_connection_spec()
         options.overrides = overrides
     try:
-        return asyncio.run(Daemon(options).run())
+        return event_loop.run(Daemon(options).run())
     except KeyboardInterrupt:
         return 0
     except OSError as error:
