@@ -178,13 +178,25 @@ def test_disable_and_enable_opendkim_with_reload(host: MailHost) -> None:
     assert host.postfix_checksum() == postfix_before
 
 
-def test_unreadable_opendkim_conf_costs_one_line(host: MailHost) -> None:
+BREAKAGES = {
+    # kind: (shell commands that break /etc/opendkim.conf, its packaged copy at $ASIDE; what
+    # the journal line says)
+    "directory": ("mkdir {conf}", "it is a directory"),
+    "invalid-bytes": ("cp -a $ASIDE {conf} && printf '# caf\\351\\n' >> {conf}", "not UTF-8"),
+    # root may read it (systemctl, --show-config as root), the daemon's user may not
+    "no-permission": ("cp -a $ASIDE {conf} && chmod 0600 {conf}", "Permission denied"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKAGES))
+def test_unreadable_opendkim_conf_costs_one_line(host: MailHost, kind: str) -> None:
     c = host.c
     aside = "/var/tmp/mmd-sysdetect-opendkim.conf.aside"
+    breaking, reason = BREAKAGES[kind]
     host.reload()
     c.run(["mv", OPENDKIM_CONF, aside])
-    c.run(["mkdir", OPENDKIM_CONF])
     try:
+        c.run(f"ASIDE={aside}; " + breaking.format(conf=OPENDKIM_CONF))
         cursor = host.journal_cursor()
         host.reload()
         message = host.session()
@@ -195,7 +207,8 @@ def test_unreadable_opendkim_conf_costs_one_line(host: MailHost) -> None:
             if OPENDKIM_CONF in str(e.get("MESSAGE"))
         ]
         assert len(lines) == 1, lines
-        assert "opendkim" in lines[0] and "directory" in lines[0], lines
+        assert lines[0].startswith("detection of opendkim: "), lines
+        assert reason in lines[0], lines
         # the other milters are still used
         assert "+ X-Spam-Checker-Version:" in message, message
         assert _has_header(message, "X-Virus-Status", "Clean"), message
@@ -204,7 +217,7 @@ def test_unreadable_opendkim_conf_costs_one_line(host: MailHost) -> None:
         # and journalctl -u milter-manager, the command an admin runs, shows that line
         unit_log = c.run(["journalctl", "-u", SERVICE, "--no-pager", "-o", "cat",
                           f"--after-cursor={cursor}"]).stdout
-        assert lines[0] in unit_log
+        assert lines[0] in unit_log.splitlines()
     finally:
         c.run(["rm", "-rf", OPENDKIM_CONF])
         c.run(["mv", aside, OPENDKIM_CONF])
