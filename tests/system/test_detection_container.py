@@ -225,3 +225,27 @@ def test_unreadable_opendkim_conf_costs_one_line(host: MailHost, kind: str) -> N
     cursor = host.journal_cursor()
     assert "+ DKIM-Signature:" in host.session()
     assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+
+
+def test_without_the_group_the_child_socket_is_refused(host: MailHost) -> None:
+    """The group membership is what reaches opendkim's 0770 socket: without it, errors."""
+    c = host.c
+    c.run(["gpasswd", "-d", "milter-manager", "opendkim"])
+    try:
+        c.run(["systemctl", "restart", SERVICE], timeout=90)  # groups are taken at start
+        cursor = host.journal_cursor()
+        message = host.session()
+        assert "DKIM-Signature" not in message, message
+        host.verdicts_after(cursor)
+        errors = [
+            e for e in host.manager_entries(cursor)
+            if e.get("MMD_EVENT") == "milter-error" and e.get("MMD_MILTER") == "opendkim"
+        ]
+        assert errors, host.manager_entries(cursor)
+        assert "ermission denied" in str(errors[0].get("MMD_REASON")), errors[0]
+    finally:
+        c.run(["gpasswd", "-a", "milter-manager", "opendkim"])
+        c.run(["systemctl", "restart", SERVICE], timeout=90)
+    cursor = host.journal_cursor()
+    assert "+ DKIM-Signature:" in host.session()
+    assert set(host.verdicts_after(cursor)) == set(EXPECTED)
