@@ -218,6 +218,12 @@ def test_unreadable_opendkim_conf_costs_one_line(host: MailHost, kind: str) -> N
         unit_log = c.run(["journalctl", "-u", SERVICE, "--no-pager", "-o", "cat",
                           f"--after-cursor={cursor}"]).stdout
         assert lines[0] in unit_log.splitlines()
+        # --show-config as the daemon's user says the same on stderr, and leaves opendkim out
+        shown = c.run(["/usr/sbin/milter-manager", "--show-config"], user="milter-manager",
+                      check=False)
+        assert shown.returncode == 0, shown.stderr
+        assert lines[0] in shown.stderr, shown.stderr
+        assert set(milter_blocks(shown.stdout)) == {"clamav-milter", "spamass-milter"}
     finally:
         c.run(["rm", "-rf", OPENDKIM_CONF])
         c.run(["mv", aside, OPENDKIM_CONF])
