@@ -10,6 +10,7 @@ Set-up and restoration of the packages: tests/system/mail_packages.py.
 from __future__ import annotations
 
 import re
+import time
 import tomllib
 from collections.abc import Iterator
 
@@ -255,3 +256,80 @@ def test_without_the_group_the_child_socket_is_refused(host: MailHost) -> None:
     cursor = host.journal_cursor()
     assert "+ DKIM-Signature:" in host.session()
     assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+
+
+ROOT_STARTED = "mmd-sysdetect-root-started.service"
+ROOT_STARTED_SOCKET = "/var/tmp/mmd-sysdetect-root-started.sock"
+
+
+def test_started_as_root_with_user_option(host: MailHost) -> None:
+    """The install guide's ``milter-manager -u milter-manager -g milter-manager`` as root: the
+    files are read with the user's rights from the start, so the set of children does not
+    change at the first reload (a milter file only root may read is reported at once)."""
+    c = host.c
+    c.run(["chmod", "0600", OPENDKIM_CONF])
+    try:
+        cursor = host.journal_cursor()
+        c.run(["systemd-run", f"--unit={ROOT_STARTED}", "-p", "Type=notify",
+               "/usr/sbin/milter-manager", "-u", "milter-manager", "-g", "milter-manager",
+               "-s", f"unix:{ROOT_STARTED_SOCKET}", "--no-dbus"], timeout=90)
+        pid = c.run(["systemctl", "show", "-pMainPID", "--value", ROOT_STARTED]).stdout.strip()
+        status = c.run(["grep", "-E", "^(Uid|Gid):", f"/proc/{pid}/status"]).stdout.split()
+        uid = c.run(["id", "-u", "milter-manager"]).stdout.strip()
+        gid = c.run(["id", "-g", "milter-manager"]).stdout.strip()
+        assert status == ["Uid:", *[uid] * 4, "Gid:", *[gid] * 4], status
+
+        def log() -> list[str]:
+            return c.run(["journalctl", "-u", ROOT_STARTED, "-o", "cat", "--no-pager",
+                          f"--after-cursor={cursor}"]).stdout.splitlines()
+
+        started = log()
+        assert [line for line in started if OPENDKIM_CONF in line] == [
+            f"detection of opendkim: cannot read {OPENDKIM_CONF}: Permission denied; skipped"
+        ], started
+        ready = [line for line in started if line.startswith("ready: ")]
+        assert ready and ready[0].endswith("milters: clamav-milter, spamass-milter"), started
+        message = c.run(["milter-test-server", "-s", f"unix:{ROOT_STARTED_SOCKET}",
+                         "--connect-address", "203.0.113.7", "--output-message",
+                         "-h", "From: <sender@example.com>"], timeout=120).stdout
+        assert "+ X-Spam-Checker-Version:" in message, message
+        assert _has_header(message, "X-Virus-Status", "Clean"), message
+        c.run(["systemctl", "kill", "--kill-whom=main", "--signal=HUP", ROOT_STARTED])
+        deadline = time.monotonic() + 30
+        while not any(line.startswith("reloaded: ") for line in log()):
+            assert time.monotonic() < deadline, log()
+            time.sleep(0.1)
+        reloaded = [line for line in log() if line.startswith("reloaded: ")]
+        assert reloaded == ["reloaded: 2 milters: clamav-milter, spamass-milter"], log()
+    finally:
+        c.run(["chmod", "0644", OPENDKIM_CONF])
+        c.run(["systemctl", "stop", ROOT_STARTED], check=False, timeout=120)
+        c.run(["systemctl", "reset-failed", ROOT_STARTED], check=False)
+        c.run(["rm", "-f", ROOT_STARTED_SOCKET])
+
+
+def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
+    """/etc/milter-manager that the daemon's user may not enter: one problem line, and the
+    detected milters are still used (it used to crash and restart in a loop)."""
+    c = host.c
+    folder = "/etc/milter-manager"
+    existed = c.run(["test", "-d", folder], check=False).returncode == 0
+    mode = c.run(["stat", "-c", "%a", folder]).stdout.strip() if existed else ""
+    c.run(["mkdir", "-p", folder])
+    c.run(["chmod", "0700", folder])
+    try:
+        cursor = host.journal_cursor()
+        c.run(["systemctl", "restart", SERVICE], timeout=90)
+        lines = [str(e.get("MESSAGE")) for e in host.manager_entries(cursor)
+                 if folder in str(e.get("MESSAGE"))]
+        assert lines == [f"configuration: {folder}: cannot read: Permission denied"], lines
+        assert c.run(["systemctl", "is-active", SERVICE], check=False).stdout.strip() == "active"
+        cursor = host.journal_cursor()
+        assert "+ DKIM-Signature:" in host.session()
+        assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+    finally:
+        if existed:
+            c.run(["chmod", mode, folder])
+        else:
+            c.run(["rmdir", folder], check=False)
+        c.run(["systemctl", "restart", SERVICE], timeout=90)
