@@ -333,3 +333,25 @@ def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
         else:
             c.run(["rmdir", folder], check=False)
         c.run(["systemctl", "restart", SERVICE], timeout=90)
+
+
+def test_disable_and_enable_a_sysv_milter_with_reload(host: MailHost) -> None:
+    """spamass-milter has only a SysV script on Debian 12: `systemctl disable` removes its rc
+    links and the generated unit is no longer wanted; a reload follows that too."""
+    c = host.c
+    c.run(["systemctl", "disable", "--now", "spamass-milter.service"], timeout=120)
+    try:
+        host.reload()
+        cursor = host.journal_cursor()
+        message = host.session()
+        assert "X-Spam-" not in message, message
+        assert "+ DKIM-Signature:" in message, message
+        assert set(host.verdicts_after(cursor)) == {"clamav-milter", "opendkim"}
+        _check_listed(host.show_config(), {**ALL_ON, "spamass-milter": False})
+    finally:
+        c.run(["systemctl", "enable", "--now", "spamass-milter.service"], timeout=120)
+    host.reload()
+    cursor = host.journal_cursor()
+    assert "+ X-Spam-Checker-Version:" in host.session()
+    assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+    _check_listed(host.show_config(), ALL_ON)
