@@ -13,7 +13,9 @@ units. Which child does what is keyed on the envelope, with the script's "match"
 - ``report-spam``, ``report-virus``, ``report-dkim``, ``report-quarantine`` add
   ``X-Spam-Flag: YES``, ``X-Virus-Status: Infected``, a ``DKIM-Signature`` or quarantine the
   message at end-of-message, unless the sender contains ``skip-<kind>``: then they accept at
-  envelope-from (a whitelisted sender), so every child's verdict is "accept" in either case.
+  envelope-from (a whitelisted sender), so every child's verdict is "accept" in either case;
+- ``report-missing`` is configured but nothing listens on its socket: one milter-error per
+  session, and its fallback status (accept) as its verdict.
 
 The report only reads entries since the test started (``--since=@T`` in a runtime drop-in,
 with a fresh state directory), so sessions other system tests sent do not count.
@@ -63,6 +65,8 @@ HEADER_CHILDREN: dict[str, dict[str, Any]] = {
     "quarantine": {"quarantine": "held by the report test"},
 }
 GATE_VERDICTS = {"reject": "reject", "tempfail": "tempfail", "discard": "discard"}
+# configured, but nothing listens: every session logs a milter-error and its fallback (accept)
+MISSING = "report-missing"
 
 
 def child_scripts() -> dict[str, dict[str, Any]]:
@@ -119,7 +123,7 @@ class Session:
 
     def verdicts(self) -> dict[str, str]:
         """Each child's logged verdict."""
-        found = {name: "accept" for name in child_scripts()}
+        found = {name: "accept" for name in [*child_scripts(), MISSING]}
         if self.outcome in GATE_VERDICTS:
             # the message ends at envelope-recipient: the other envelope children said
             # nothing but continue ("pass"); the header children accepted at envelope-from
@@ -166,11 +170,12 @@ class Expected:
     reports: Counter[str]
     sessions: int
     entries: int
+    errors: dict[str, int]
 
 
 def expected(mix: list[Session]) -> Expected:
     statuses: Counter[str] = Counter(s.status for s in mix)
-    verdicts: dict[str, Counter[str]] = {name: Counter() for name in child_scripts()}
+    verdicts: dict[str, Counter[str]] = {name: Counter() for name in [*child_scripts(), MISSING]}
     reports: Counter[str] = Counter()
     headers = 0
     for s in mix:
@@ -182,9 +187,10 @@ def expected(mix: list[Session]) -> Expected:
             kind = {"X-Spam-Flag": "spam", "X-Virus-Status": "virus",
                     "DKIM-Signature": "dkim_signed"}[name]
             reports[kind] += 1
-    # session-end + one milter-verdict per child + one header-add per added header
-    entries = len(mix) * (1 + len(verdicts)) + headers
-    return Expected(statuses, verdicts, reports, len(mix), entries)
+    # session-end + one milter-verdict per child + the missing child's milter-error + one
+    # header-add per added header
+    entries = len(mix) * (1 + len(verdicts) + 1) + headers
+    return Expected(statuses, verdicts, reports, len(mix), entries, {MISSING: len(mix)})
 
 
 # --------------------------------------------------------------------------- helpers
@@ -213,7 +219,7 @@ def configuration(detected: list[str]) -> str:
     lines = ["# written by tests/system/test_report_container.py", ""]
     for name in detected:
         lines += ["[[milter]]", f"name = {json.dumps(name)}", "enabled = false", ""]
-    for name in child_scripts():
+    for name in [*child_scripts(), MISSING]:
         lines += ["[[milter]]", f"name = {json.dumps(name)}",
                   f'connection_spec = "unix:{CHILD_DIR}/{name}.sock"', ""]
     return "\n".join(lines)
@@ -465,7 +471,7 @@ def check_prometheus(c: SystemdContainer, want: Expected, elapsed: dict[str, int
         expect[f'mmd_milter_elapsed_seconds_sum{{milter="{name}"}}'] = \
             f"{elapsed[name] / 1e6:.6f}"
         expect[f'mmd_milter_elapsed_seconds_count{{milter="{name}"}}'] = str(want.sessions)
-        expect[f'mmd_milter_errors_total{{milter="{name}"}}'] = "0"
+        expect[f'mmd_milter_errors_total{{milter="{name}"}}'] = str(want.errors.get(name, 0))
     for kind in ("spam", "ham", "virus", "greylist", "spf_pass", "spf_fail", "spf_softfail",
                  "spf_neutral", "spf_none", "spf_temperror", "spf_permerror", "dkim_signed",
                  "dkim_pass", "dkim_fail", "dkim_other"):
@@ -502,7 +508,7 @@ def check_databases(
         assert found[name] == {
             "verdicts": want.sessions,
             "elapsed_us": elapsed[name],
-            "errors": 0,
+            "errors": want.errors.get(name, 0),
             **{status.replace("-", "_"): verdicts[status]
                for status in ("pass", "accept", "reject", "discard", "temporary-failure",
                               "skip")},
@@ -521,8 +527,8 @@ def check_html(c: SystemdContainer) -> None:
     html = c.read_file(f"{HTML}/index.html")
     images = re.findall(r'<img src="([^"]+)"', html)
     # sessions, statuses, ... for 4 periods, and one graph page per child
-    assert len(images) >= 4 * (2 + len(child_scripts())), images
-    for name in child_scripts():
+    assert len(images) >= 4 * (2 + len(child_scripts()) + 1), images
+    for name in [*child_scripts(), MISSING]:
         assert f"Child {name}:" in html
     listed = set(c.run(["ls", HTML]).stdout.split())
     assert set(images) <= listed, set(images) - listed
