@@ -363,6 +363,12 @@ def mix_setup(installed_mmd: SystemdContainer) -> Iterator[SystemdContainer]:
 
         # mmd with exactly these children (detected milters turned off), started afresh
         c.write_file(CONFIG, configuration(detected_milters(c)))
+        effective = tomllib.loads(c.run(["/usr/sbin/milter-manager", "--show-config"]).stdout)
+        enabled = [m["name"] for m in effective.get("milter", []) if m.get("enabled", True)]
+        assert enabled == [*child_scripts(), MISSING], (
+            f"other configuration (a drop-in in /etc/milter-manager/milter-manager.d?) "
+            f"changes the children: {enabled}"
+        )
         c.run(["systemctl", "stop", SERVICE])
         c.run(["systemctl", "reset-failed", SERVICE], check=False)
         c.run(["systemctl", "start", SOCKET_UNIT])
