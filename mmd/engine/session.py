@@ -527,6 +527,9 @@ class Session:
             if stage is Stage.RCPT and merged is not Verdict.DISCARD:
                 if self.facts.recipients:
                     self.facts.recipients.pop()
+                # the session's status until a message ends: a session whose only recipient
+                # was refused (greylisting's tempfail, ...) counts as refused, not as pass
+                self._session_status = merged
             else:
                 self._session_status = merged
                 self._end_message()

@@ -140,6 +140,44 @@ def test_reject_at_rcpt_concerns_that_recipient_only() -> None:
     assert driver.session.facts.recipients == ["b@example.org"]
 
 
+@pytest.mark.parametrize(
+    ("reply", "status"), [(m.Reject(), "reject"), (m.Tempfail(), "temporary-failure")]
+)
+def test_refused_recipient_is_the_session_status(reply: m.ReplyMessage, status: str) -> None:
+    """A session whose recipient was refused (then RSET/QUIT) ends as refused, not as pass."""
+    driver = Driver.start(["a", "b"])
+    for command in (CONNECT, m.Helo("x"), MAIL):
+        driver.mta(command)
+        driver.child(0, m.Continue())
+        driver.child(1, m.Continue())
+    driver.mta(RCPT1)
+    driver.child(0, reply)
+    driver.child(1, m.Continue())
+    driver.mta(m.Abort())
+    out = driver.mta(m.Quit())
+    assert session_end(out).status == status
+    assert [(f.name, f.status) for f in finished(out)] == [("a", status), ("b", "pass")]
+
+
+def test_message_after_a_refused_recipient_decides_the_session_status() -> None:
+    driver = Driver.start(["a"])
+    for command in (CONNECT, m.Helo("x"), MAIL):
+        driver.mta(command)
+        driver.child(0, m.Continue())
+    driver.mta(RCPT1)
+    driver.child(0, m.Reject())
+    driver.mta(RCPT2)
+    driver.child(0, m.Continue())
+    driver.mta(m.Data())
+    driver.child(0, m.Continue())
+    driver.mta(m.EndOfHeaders())
+    driver.mta(m.EndOfMessage())
+    driver.child(0, m.Continue())
+    driver.child(0, m.Accept())
+    out = driver.mta(m.Quit())
+    assert session_end(out).status == "accept"
+
+
 def test_reject_outside_rcpt_aborts_the_transaction_for_all() -> None:
     driver = Driver.start(["a", "b"])
     for command in (CONNECT, m.Helo("x"), MAIL, RCPT1):
