@@ -677,6 +677,7 @@ def test_max_connections_makes_further_sessions_wait(
     for run in runs:
         assert run.status_line == "status: pass", run
         assert "+ X-Turn: served" in run.stdout.splitlines()
-    # one session after the other: the child never had two at once
-    names = [name for name in slow_saw.names() if name in ("negotiate", "eom", "close")]
-    assert names == ["negotiate", "eom", "close", "negotiate", "eom", "close"], names
+    # one session after the other: the second reached the child only after the first's
+    # end-of-message (the child may log the first one's close a moment later, in another thread)
+    names = [name for name in slow_saw.names() if name in ("negotiate", "eom")]
+    assert names == ["negotiate", "eom", "negotiate", "eom"], names
