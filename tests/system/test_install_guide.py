@@ -1,0 +1,249 @@
+"""The install guide end to end (docs/install-debian.md) on the real systemd container.
+
+Debian 12 packages started by their own units (spamd + spamass-milter, clamd + clamav-milter,
+opendkim), a greylist stand-in run as milter-greylist.service, Postfix configured with
+postconf and started by its unit, and mmd started by its socket unit with no configuration
+file at all: detection finds the children and gives them the reference's default conditions.
+Mail goes in over SMTP (swaks to 127.0.0.1:25 inside the container) and is read back from the
+mailbox; mmd's journal entries are checked with journalctl.
+
+The guide's steps run once for the module (spamd alone takes seconds to start); every test
+leaves the services as it found them, so the tests can run in any order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.system.container import SystemdContainer
+from tests.system.guide_setup import (
+    CHROOT_DROPIN,
+    DKIM_DOMAIN,
+    DKIM_SELECTOR,
+    EICAR,
+    GREYLIST_REPLY,
+    GTUBE,
+    MANAGER,
+    MANAGER_SOCKET,
+    MANAGER_SOCKET_UNIT,
+    SPAMASS_REJECT,
+    GuideHost,
+    postconf,
+    restore,
+    set_up,
+    wait_for,
+)
+
+pytestmark = pytest.mark.system
+
+# Documentation addresses (RFC 5737), used only as XCLIENT data: no traffic goes there.
+DIALUP = ("ppp123.example.com", "203.0.113.5")  # looks like an end-user line: S25R applies
+MX = ("mx.example.net", "203.0.113.6")  # a regular mail server: S25R does not apply
+
+
+@pytest.fixture(scope="module")
+def guide(installed_mmd: SystemdContainer) -> Iterator[GuideHost]:
+    c = installed_mmd
+    backup = set_up(c)
+    host = GuideHost(c)
+    try:
+        # the first mail starts mmd through its socket (and warms spamd up)
+        first = host.send(client_name=MX[0], client_address=MX[1])
+        host.delivered(first, timeout=60)
+        yield host
+    finally:
+        restore(c, backup)
+
+
+def replies(result_transcript: str) -> str:
+    return "\n".join(line for line in result_transcript.splitlines() if line.startswith("<"))
+
+
+def test_mmd_runs_from_its_socket_with_detected_children_only(guide: GuideHost) -> None:
+    c = guide.c
+    socket_unit = guide.unit(MANAGER_SOCKET_UNIT, "Listen", "DropInPaths", "ActiveState")
+    assert socket_unit["Listen"] == f"{MANAGER_SOCKET} (Stream)"
+    assert CHROOT_DROPIN in socket_unit["DropInPaths"]
+    service = guide.unit(MANAGER, "ActiveState", "SubState", "TriggeredBy", "StatusText")
+    assert (service["ActiveState"], service["SubState"]) == ("active", "running")
+    assert MANAGER_SOCKET_UNIT in service["TriggeredBy"]
+    # no configuration file: everything below comes from detection
+    assert c.run(["test", "-e", "/etc/milter-manager/milter-manager.toml"],
+                 check=False).returncode != 0
+    shown = c.run(["milter-manager", "--show-config"]).stdout
+    for name in ("milter-greylist", "clamav-milter", "spamass-milter", "opendkim"):
+        assert f'name = "{name}"' in shown, name
+        assert name in service["StatusText"], service["StatusText"]
+    greylist = shown.split('name = "milter-greylist"', 1)[1].split("[[milter]]", 1)[0]
+    assert ('applicable_conditions = ["S25R", "Remote Network", "Unauthenticated", '
+            '"Trusted Domain", "Stress Notify"]') in greylist
+    assert "detected: milter-greylist.service, /etc/milter-greylist/greylist.conf" in greylist
+
+
+def test_clean_mail_gets_every_childs_headers(guide: GuideHost) -> None:
+    # Incoming mail from a remote server: scanned for spam and viruses.
+    incoming = guide.delivered(guide.send(client_name=MX[0], client_address=MX[1]))
+    assert incoming["X-Spam-Status"].startswith("No, score="), incoming
+    assert "X-Spam-Checker-Version" in incoming
+    assert incoming["X-Virus-Status"] == "Clean"
+    assert incoming["X-Virus-Scanned"].startswith("clamav-milter")
+    # Outgoing mail from this host (127.0.0.1, an opendkim InternalHost): DKIM-signed and
+    # virus-scanned; spamass-milter is skipped for local clients (its default conditions).
+    outgoing = guide.delivered(guide.send())
+    signature = outgoing["DKIM-Signature"]
+    assert signature is not None, outgoing
+    assert f"d={DKIM_DOMAIN};" in signature and f"s={DKIM_SELECTOR};" in signature
+    assert outgoing["X-Virus-Status"] == "Clean"
+    assert "X-Spam-Status" not in outgoing
+
+
+def test_gtube_is_rejected_with_spamass_milters_text(guide: GuideHost) -> None:
+    result = guide.send(GTUBE, client_name=MX[0], client_address=MX[1])
+    assert result.exit_code != 0
+    assert f"<** {SPAMASS_REJECT}" in result.transcript, replies(result.transcript)
+    assert result.queue_id is None
+
+
+def test_eicar_is_rejected(guide: GuideHost) -> None:
+    cursor = guide.journal_cursor()
+    result = guide.send(EICAR)
+    assert result.exit_code != 0
+    assert re.search(r"^<\*\* 550 5\.7\.1 ", result.transcript, re.M), replies(result.transcript)
+    assert "queued as" not in result.transcript
+    verdicts = guide.manager_entries(cursor, MMD_EVENT="milter-verdict", MMD_MILTER="clamav-milter")
+    assert [entry["MMD_STATUS"] for entry in verdicts] == ["reject"], verdicts
+
+
+def test_greylist_applies_only_to_s25r_looking_clients(guide: GuideHost) -> None:
+    before = len(guide.greylist_calls())
+    dialup = guide.send(client_name=DIALUP[0], client_address=DIALUP[1])
+    assert dialup.exit_code != 0
+    assert "<** " + " ".join(GREYLIST_REPLY) in dialup.transcript, replies(dialup.transcript)
+    server = guide.send(client_name=MX[0], client_address=MX[1])
+    guide.delivered(server)
+    calls = guide.greylist_calls()[before:]
+    connects = [call["args"][:2] for call in calls if call["event"] == "connect"]
+    # the child saw the dial-up client's whole envelope, and never the mail server
+    assert connects == [[DIALUP[0], 2]], calls
+    recipients = [call for call in calls if call["event"] == "envrcpt"]
+    assert len(recipients) == 1 and recipients[0]["macros"]["_"].startswith(DIALUP[0])
+
+
+def test_milter_test_server_prints_status_and_elapsed_time(guide: GuideHost) -> None:
+    done = guide.c.run(["milter-test-server", "-s", f"unix:{MANAGER_SOCKET}"], timeout=60)
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"status: (pass|accept)", lines[0]), done.stdout
+    assert re.fullmatch(r"elapsed-time: \d+\.\d+ seconds", lines[1]), done.stdout
+
+
+def test_disabling_a_child_and_reloading_mmd_leaves_postfix_alone(guide: GuideHost) -> None:
+    c = guide.c
+    postfix_files = guide.postfix_checksum()
+    main_pid = guide.unit(MANAGER, "MainPID")["MainPID"]
+    assert guide.send(EICAR).exit_code != 0
+    c.run(["systemctl", "disable", "--now", "clamav-milter"], timeout=120)
+    try:
+        c.run(["systemctl", "reload", MANAGER], timeout=130)
+        cursor = guide.journal_cursor()
+        passed = guide.delivered(guide.send(EICAR))
+        assert "X-Virus-Status" not in passed
+        children = {entry.get("MMD_MILTER") for entry in
+                    guide.manager_entries(cursor, MMD_EVENT="milter-verdict")}
+        assert "clamav-milter" not in children and "opendkim" in children, children
+    finally:
+        c.run(["systemctl", "enable", "--now", "clamav-milter"], timeout=120)
+        c.run(["systemctl", "reload", MANAGER], timeout=130)
+    assert guide.send(EICAR).exit_code != 0
+    assert guide.unit(MANAGER, "MainPID")["MainPID"] == main_pid
+    assert guide.postfix_checksum() == postfix_files
+
+
+def test_one_session_end_entry_per_session(guide: GuideHost) -> None:
+    cursor = guide.journal_cursor()
+    results = [
+        guide.send(),
+        guide.send(client_name=MX[0], client_address=MX[1]),
+        guide.send(GTUBE, client_name=MX[0], client_address=MX[1]),
+        guide.send(client_name=DIALUP[0], client_address=DIALUP[1]),
+    ]
+    for result in results[:2]:
+        guide.delivered(result)
+
+    def all_ended() -> bool:
+        started = {entry["MMD_SESSION_ID"] for entry in guide.manager_entries(cursor)
+                   if entry.get("MMD_SESSION_ID")}
+        ended = {entry["MMD_SESSION_ID"] for entry in
+                 guide.manager_entries(cursor, MMD_EVENT="session-end")}
+        return bool(started) and started <= ended
+
+    wait_for(all_ended, "a session-end entry for every session", timeout=15)
+    ends = guide.manager_entries(cursor, MMD_EVENT="session-end")
+    per_session = Counter(entry["MMD_SESSION_ID"] for entry in ends)
+    assert set(per_session.values()) == {1}, per_session
+    # an SMTP connection that uses XCLIENT is two milter sessions in Postfix (it reconnects
+    # its milters for the new client); each accepted or rejected message is in exactly one
+    queue_ids = Counter(entry["MMD_QUEUE_ID"] for entry in ends if entry["MMD_QUEUE_ID"])
+    for result in results[:2]:
+        assert queue_ids[result.queue_id] == 1, (result.queue_id, ends)
+    statuses = {entry["MMD_CLIENT_NAME"]: entry["MMD_STATUS"] for entry in ends
+                if entry["MMD_STATUS"] == "reject"}
+    assert statuses == {MX[0]: "reject"}, ends  # the GTUBE one
+    for entry in ends:
+        assert entry["MESSAGE"].startswith("[session][end]["), entry
+        float(entry["MMD_ELAPSED"])
+
+
+def test_a_stopped_child_follows_its_fallback_and_comes_back(guide: GuideHost) -> None:
+    c = guide.c
+    main_pid = guide.unit(MANAGER, "MainPID")["MainPID"]
+    assert "DKIM-Signature" in guide.delivered(guide.send())
+    cursor = guide.journal_cursor()
+    c.run(["systemctl", "stop", "opendkim"], timeout=60)
+    try:
+        unsigned = guide.delivered(guide.send())
+        assert "DKIM-Signature" not in unsigned
+        assert unsigned["X-Virus-Status"] == "Clean"  # the other children still work
+        errors = guide.manager_entries(cursor, MMD_EVENT="milter-error", MMD_MILTER="opendkim")
+        assert errors, "no MMD_EVENT=milter-error entry naming opendkim"
+        assert "opendkim" in errors[0]["MESSAGE"]
+        fallback = guide.manager_entries(cursor, MMD_EVENT="milter-verdict", MMD_MILTER="opendkim")
+        assert fallback and {entry["MMD_STATUS"] for entry in fallback} == {"accept"}, fallback
+    finally:
+        c.run(["systemctl", "start", "opendkim"], timeout=60)
+    c.run(["test", "-S", "/run/opendkim/opendkim.sock"])
+    assert "DKIM-Signature" in guide.delivered(guide.send())
+    # mmd was neither restarted nor reloaded
+    assert guide.unit(MANAGER, "MainPID")["MainPID"] == main_pid
+
+
+@pytest.mark.parametrize("default_action", ["accept", "tempfail"])
+def test_postfix_default_action_applies_when_mmd_is_down(
+    guide: GuideHost, default_action: str
+) -> None:
+    c = guide.c
+    postconf(c, f"milter_default_action = {default_action}")
+    guide.reload_postfix()
+    c.run(["systemctl", "stop", MANAGER, MANAGER_SOCKET_UNIT], timeout=120)
+    try:
+        assert c.run(["test", "-e", MANAGER_SOCKET], check=False).returncode != 0
+        result = guide.send()
+        if default_action == "accept":
+            unfiltered = guide.delivered(result)
+            assert "X-Virus-Status" not in unfiltered
+            assert "DKIM-Signature" not in unfiltered
+        else:
+            assert result.exit_code != 0
+            assert re.search(r"^<\*\* 451 4\.7\.1 ", result.transcript, re.M), (
+                replies(result.transcript)
+            )
+    finally:
+        c.run(["systemctl", "start", MANAGER_SOCKET_UNIT])
+        postconf(c, "milter_default_action = accept")
+        guide.reload_postfix()
+    # back through mmd: started again by the next connection
+    assert guide.delivered(guide.send())["X-Virus-Status"] == "Clean"
+    assert guide.unit(MANAGER, "ActiveState")["ActiveState"] == "active"
