@@ -46,7 +46,7 @@ MANAGER_SOCKET = "/var/spool/postfix/milter-manager/milter-manager.sock"
 POSTFIX_MILTER_SPEC = "unix:/milter-manager/milter-manager.sock"
 
 MAILBOX = "/var/mail/vhosts/inbox/new"
-DKIM_SELECTOR = "guide"
+DKIM_SELECTOR = "mail"
 DKIM_DOMAIN = "example.com"
 
 SPAMD_SOCKET = "/run/spamd/spamd.sock"
