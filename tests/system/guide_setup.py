@@ -65,6 +65,19 @@ GREYLIST_SCRIPT = "/usr/local/lib/mmd-guide/scripted_milter.py"
 GREYLIST_RECORD = "/var/lib/milter-greylist/calls.jsonl"
 GREYLIST_REPLY = ("451", "4.7.1", "Greylisting in action, please come back later")
 
+# What the guide tells the administrator to write; docs/install-debian.md shows the same lines
+# (a test compares them).
+SPAMASS_OPTIONS = "-u spamass-milter -m -r 15"
+SPAMASSASSIN_NO_DNS = ("skip_rbl_checks 1", "dns_available no")
+CLAMAV_MILTER_SETTINGS = ("OnInfected Reject", "AddHeader Replace")
+POSTFIX_MILTER_SETTINGS = (
+    "milter_protocol = 6",
+    "milter_default_action = accept",
+    "milter_mail_macros = {auth_author} {auth_type} {auth_authen}",
+    f"smtpd_milters = {POSTFIX_MILTER_SPEC}",
+    f"non_smtpd_milters = {POSTFIX_MILTER_SPEC}",
+)
+
 # Files the guide edits in place: their original text is put back afterwards.
 EDITED_FILES = (
     "/etc/spamassassin/local.cf",
@@ -105,6 +118,7 @@ class Backup:
 
     files: dict[str, str | None] = field(default_factory=dict)
     clamav_milter_masked: bool = False
+    manager_socket_enabled: bool = False
 
     def save(self, c: SystemdContainer) -> None:
         for path in EDITED_FILES:
@@ -114,6 +128,8 @@ class Backup:
                 self.files[path] = None
         state = c.run(["systemctl", "is-enabled", "clamav-milter"], check=False).stdout
         self.clamav_milter_masked = state.strip() == "masked"
+        state = c.run(["systemctl", "is-enabled", MANAGER_SOCKET_UNIT], check=False).stdout
+        self.manager_socket_enabled = state.strip() == "enabled"
 
 
 # ------------------------------------------------------------------------------- the steps
@@ -121,15 +137,15 @@ class Backup:
 
 def configure_spamassassin(c: SystemdContainer) -> None:
     """spamd without DNS; spamass-milter -m -r 15 and without Debian's -i 127.0.0.1."""
-    c.run("printf 'skip_rbl_checks 1\\ndns_available no\\n' >> /etc/spamassassin/local.cf")
+    c.run("cat >> /etc/spamassassin/local.cf", input="\n" + "\n".join(SPAMASSASSIN_NO_DNS) + "\n")
     c.run(["sed", "-i", "s|^OPTIONS=.*|OPTIONS=\"--create-prefs --max-children 2 "
            f"--helper-home-dir --socketpath={SPAMD_SOCKET} --socketmode=0666\"|",
            "/etc/default/spamd"])
     c.write_file("/etc/systemd/system/spamd.service.d/guide-socket.conf",
                  "[Service]\nRuntimeDirectory=spamd\n")
     # Debian's default is "-u spamass-milter -i 127.0.0.1": -i would ignore loopback clients.
-    c.run(["sed", "-i", "s|^OPTIONS=.*|OPTIONS=\"-u spamass-milter -m -r 15 -- "
-           f"-U {SPAMD_SOCKET}\"|", "/etc/default/spamass-milter"])
+    c.run(["sed", "-i", f"s|^OPTIONS=.*|OPTIONS=\"{SPAMASS_OPTIONS} -- -U {SPAMD_SOCKET}\"|",
+           "/etc/default/spamass-milter"])
 
 
 def configure_clamav(c: SystemdContainer) -> None:
@@ -140,10 +156,10 @@ def configure_clamav(c: SystemdContainer) -> None:
     # clamav-daemon.service only starts when main.cvd and daily.cvd exist
     c.write_file("/etc/systemd/system/clamav-daemon.service.d/local-signatures.conf",
                  "[Unit]\nConditionPathExistsGlob=\n")
-    c.run(["sed", "-i", "-e", "s/^OnInfected .*/OnInfected Reject/",
-           "-e", "s/^AddHeader .*/AddHeader Replace/", "/etc/clamav/clamav-milter.conf"])
+    edits = [f"s/^{line.split()[0]} .*/{line}/" for line in CLAMAV_MILTER_SETTINGS]
+    c.run(["sed", "-i", *(f"-e{edit}" for edit in edits), "/etc/clamav/clamav-milter.conf"])
     text = c.read_file("/etc/clamav/clamav-milter.conf")
-    for line in ("OnInfected Reject", "AddHeader Replace"):
+    for line in CLAMAV_MILTER_SETTINGS:
         if line not in text.splitlines():
             c.run(f"echo {shlex.quote(line)} >> /etc/clamav/clamav-milter.conf")
     # the test container masks clamav-milter (its boot would wait for clamd)
@@ -186,7 +202,7 @@ def install_greylist_standin(c: SystemdContainer) -> None:
     ]))
 
 
-def configure_postfix(c: SystemdContainer, default_action: str = "accept") -> None:
+def configure_postfix(c: SystemdContainer) -> None:
     """main.cf for the "No configuration" install, with mmd as the only milter."""
     c.run(["touch", "/etc/postfix/main.cf"])
     if c.run(["id", "vmail"], check=False).returncode != 0:
@@ -211,11 +227,7 @@ def configure_postfix(c: SystemdContainer, default_action: str = "accept") -> No
         f"virtual_uid_maps = static:{uid}",
         f"virtual_gid_maps = static:{gid}",
         "smtpd_authorized_xclient_hosts = 127.0.0.1",
-        "milter_protocol = 6",
-        f"milter_default_action = {default_action}",
-        "milter_mail_macros = {auth_author} {auth_type} {auth_authen}",
-        f"smtpd_milters = {POSTFIX_MILTER_SPEC}",
-        f"non_smtpd_milters = {POSTFIX_MILTER_SPEC}",
+        *POSTFIX_MILTER_SETTINGS,
     )
 
 
@@ -241,7 +253,7 @@ def start_services(c: SystemdContainer) -> None:
     wait_for_sockets(c, SPAMD_SOCKET, CLAMD_SOCKET, timeout=90)
     c.run(["systemctl", "restart", "spamass-milter", "clamav-milter"], timeout=120)
     wait_for_sockets(c, SPAMASS_SOCKET, CLAMAV_MILTER_SOCKET, OPENDKIM_SOCKET, GREYLIST_SOCKET)
-    c.run(["systemctl", "start", MANAGER_SOCKET_UNIT])
+    c.run(["systemctl", "enable", "--now", MANAGER_SOCKET_UNIT])
     wait_for_sockets(c, MANAGER_SOCKET)
     c.run(["systemctl", "restart", "postfix"], timeout=120)
     host = GuideHost(c)
@@ -295,6 +307,8 @@ def restore(c: SystemdContainer, backup: Backup) -> None:
     ]
     if backup.clamav_milter_masked:
         steps.append(run("systemctl", "mask", "clamav-milter"))
+    if not backup.manager_socket_enabled:
+        steps.append(run("systemctl", "disable", MANAGER_SOCKET_UNIT))
     steps += [
         run("systemctl", "daemon-reload"),
         run("systemctl", "restart", "spamd", "spamass-milter", "opendkim"),

@@ -13,6 +13,7 @@ leaves the services as it found them, so the tests can run in any order.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import pytest
 from tests.system.container import SystemdContainer
 from tests.system.guide_setup import (
     CHROOT_DROPIN,
+    CHROOT_EXAMPLE,
+    CLAMAV_MILTER_SETTINGS,
     DKIM_DOMAIN,
     DKIM_SELECTOR,
     EICAR,
@@ -30,7 +33,11 @@ from tests.system.guide_setup import (
     MANAGER,
     MANAGER_SOCKET,
     MANAGER_SOCKET_UNIT,
+    POSTFIX_MILTER_SETTINGS,
+    ROOT,
+    SPAMASS_OPTIONS,
     SPAMASS_REJECT,
+    SPAMASSASSIN_NO_DNS,
     GuideHost,
     postconf,
     restore,
@@ -57,6 +64,19 @@ def guide(installed_mmd: SystemdContainer) -> Iterator[GuideHost]:
         yield host
     finally:
         restore(c, backup)
+
+
+def test_the_debian_guide_shows_what_the_test_does() -> None:
+    guide_text = (ROOT / "docs" / "install-debian.md").read_text()
+    lines = {line.strip().rstrip("\\").strip().strip("'") for line in guide_text.splitlines()}
+    for setting in POSTFIX_MILTER_SETTINGS:
+        assert setting in lines, setting
+    for setting in (*SPAMASSASSIN_NO_DNS, *CLAMAV_MILTER_SETTINGS):
+        assert setting in lines, setting
+    assert f'OPTIONS="{SPAMASS_OPTIONS}"' in lines
+    assert CHROOT_EXAMPLE in guide_text and CHROOT_DROPIN in guide_text
+    for name in ("troubleshooting.md", "install-rhel.md"):
+        assert (ROOT / "docs" / name).is_file(), name
 
 
 def replies(result_transcript: str) -> str:
@@ -134,10 +154,21 @@ def test_greylist_applies_only_to_s25r_looking_clients(guide: GuideHost) -> None
 
 
 def test_milter_test_server_prints_status_and_elapsed_time(guide: GuideHost) -> None:
-    done = guide.c.run(["milter-test-server", "-s", f"unix:{MANAGER_SOCKET}"], timeout=60)
-    lines = done.stdout.splitlines()
-    assert re.fullmatch(r"status: (pass|accept)", lines[0]), done.stdout
-    assert re.fullmatch(r"elapsed-time: \d+\.\d+ seconds", lines[1]), done.stdout
+    def test_server(*options: str) -> list[str]:
+        done = guide.c.run(["milter-test-server", "-s", f"unix:{MANAGER_SOCKET}", *options],
+                           timeout=60)
+        lines = done.stdout.splitlines()
+        assert re.fullmatch(r"elapsed-time: \d+\.\d+ seconds", lines[1]), done.stdout
+        return lines
+
+    # its default client (mx.example.net, 192.168.123.123) is local: no greylisting, no spam check
+    assert test_server()[0] == "status: accept"
+    # the troubleshooting guide's examples: pretend to be a dial-up client, send GTUBE
+    dialup = test_server("--connect-host", DIALUP[0], "--connect-address", DIALUP[1])
+    code, extended, text = GREYLIST_REPLY
+    assert dialup[0] == f"status: temporary-failure [{code}]<{extended}>({text})"
+    spam = test_server("--connect-address", MX[1], "-b", GTUBE)
+    assert spam[0] == "status: reject [550]<5.7.1>(Blocked by SpamAssassin)"
 
 
 def test_disabling_a_child_and_reloading_mmd_leaves_postfix_alone(guide: GuideHost) -> None:
@@ -202,17 +233,35 @@ def test_a_stopped_child_follows_its_fallback_and_comes_back(guide: GuideHost) -
     main_pid = guide.unit(MANAGER, "MainPID")["MainPID"]
     assert "DKIM-Signature" in guide.delivered(guide.send())
     cursor = guide.journal_cursor()
+    # mail keeps flowing while opendkim stops: every message is accepted
+    flow = c.popen("for i in 1 2 3 4 5 6 7 8; do swaks --server 127.0.0.1:25 "
+                   "--from sender@example.com --to receiver@example.org >/dev/null 2>&1 "
+                   "&& echo accepted || echo refused; done")
     c.run(["systemctl", "stop", "opendkim"], timeout=60)
     try:
+        out, err = flow.communicate(timeout=120)
+        assert out.split() == ["accepted"] * 8, (out, err)
         unsigned = guide.delivered(guide.send())
         assert "DKIM-Signature" not in unsigned
         assert unsigned["X-Virus-Status"] == "Clean"  # the other children still work
         errors = guide.manager_entries(cursor, MMD_EVENT="milter-error", MMD_MILTER="opendkim")
         assert errors, "no MMD_EVENT=milter-error entry naming opendkim"
         assert "opendkim" in errors[0]["MESSAGE"]
-        fallback = guide.manager_entries(cursor, MMD_EVENT="milter-verdict", MMD_MILTER="opendkim")
-        assert fallback and {entry["MMD_STATUS"] for entry in fallback} == {"accept"}, fallback
+        fallback = [entry["MMD_STATUS"] for entry in guide.manager_entries(
+            cursor, MMD_EVENT="milter-verdict", MMD_MILTER="opendkim")]
+        assert fallback and set(fallback) <= {"accept", "pass"}, fallback
+        assert "accept" in fallback, fallback
+        # the running daemon's view, as docs/troubleshooting.md shows it
+        shown = c.run(["busctl", "--json=short", "call", "org.miltermanager.Manager1",
+                       "/org/miltermanager/Manager1", "org.miltermanager.Manager1",
+                       "GetMilter", "s", "opendkim"]).stdout
+        milter = json.loads(shown)["data"][0]
+        assert milter[0] == "opendkim" and milter[2] is True  # still enabled
+        assert milter[5] is False and "opendkim.sock" in milter[6], milter  # not reachable
     finally:
+        if flow.poll() is None:
+            flow.kill()
+            flow.wait()
         c.run(["systemctl", "start", "opendkim"], timeout=60)
     c.run(["test", "-S", "/run/opendkim/opendkim.sock"])
     assert "DKIM-Signature" in guide.delivered(guide.send())
