@@ -78,8 +78,10 @@ POSTFIX_MILTER_SETTINGS = (
     f"non_smtpd_milters = {POSTFIX_MILTER_SPEC}",
 )
 
-# Files the guide edits in place: their original text is put back afterwards.
+# Files the guide edits in place: their original text is put back afterwards (or they are
+# removed, when they did not exist: Debian's "No configuration" Postfix has no main.cf).
 EDITED_FILES = (
+    "/etc/postfix/main.cf",
     "/etc/spamassassin/local.cf",
     "/etc/default/spamd",
     "/etc/default/spamass-milter",
@@ -88,7 +90,6 @@ EDITED_FILES = (
 )
 # Files and folders the guide creates: removed afterwards.
 CREATED_PATHS = (
-    "/etc/postfix/main.cf",
     CHROOT_DROPIN,
     "/etc/systemd/system/spamd.service.d/guide-socket.conf",
     "/etc/systemd/system/clamav-daemon.service.d/local-signatures.conf",
@@ -98,6 +99,8 @@ CREATED_PATHS = (
     "/etc/milter-greylist",
     f"/etc/systemd/system/{GREYLIST_UNIT}",
     "/usr/local/lib/mmd-guide",
+    "/var/lib/private/milter-greylist",  # StateDirectory= of a DynamicUser= service
+    "/var/lib/milter-greylist",
     "/var/mail/vhosts",
 )
 # Packaged services the guide starts (restarted with their original files afterwards).
