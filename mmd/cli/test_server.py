@@ -34,7 +34,7 @@ from mmd.adapters.mta_client import (
 )
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
 from mmd.protocol import messages as m
-from mmd.protocol.constants import Family
+from mmd.protocol.constants import Family, Step
 
 PROGRAM_NAME = "milter-test-server"
 DEFAULT_CONNECT_HOST = "mx.example.net"
@@ -275,8 +275,27 @@ def format_result(
         lines.append(f"Quarantine reason: <{result.quarantine_reason}>")
     if output_message:
         lines.append("")
-        lines += format_message(original, apply_changes(original, result.changes), color)
+        changes = _without_leading_space(result)
+        lines += format_message(original, apply_changes(original, changes), color)
     return "\n".join(lines) + "\n"
+
+
+def _without_leading_space(result: SessionResult) -> list[m.Modification]:
+    """Header values as a plain MTA stores them.
+
+    With SMFIP_HDR_LEADSPC negotiated the milter's values carry their own space after the
+    colon (the MTA adds none); the tool's headers are kept without it.
+    """
+    negotiated = result.negotiated
+    if negotiated is None or not negotiated.steps & Step.HEADER_LEADING_SPACE:
+        return list(result.changes)
+    changes: list[m.Modification] = []
+    for change in result.changes:
+        if (isinstance(change, m.AddHeader | m.InsertHeader | m.ChangeHeader)
+                and change.value.startswith(" ")):
+            change = replace(change, value=change.value[1:])
+        changes.append(change)
+    return changes
 
 
 # ---------------------------------------------------------------- options

@@ -169,6 +169,12 @@ def test_milter_test_server_prints_status_and_elapsed_time(guide: GuideHost) -> 
     assert dialup[0] == f"status: temporary-failure [{code}]<{extended}>({text})"
     spam = test_server("--connect-address", MX[1], "-b", GTUBE)
     assert spam[0] == "status: reject [550]<5.7.1>(Blocked by SpamAssassin)"
+    # which child added which header: a local client's message is signed and scanned
+    shown = test_server("--connect-host", "localhost", "--connect-address", "127.0.0.1",
+                        "--output-message")
+    added = [line for line in shown if line.startswith("+ ")]
+    assert any(line.startswith("+ DKIM-Signature: v=1;") for line in added), shown
+    assert "+ X-Virus-Status: Clean" in added, shown
 
 
 def test_disabling_a_child_and_reloading_mmd_leaves_postfix_alone(guide: GuideHost) -> None:
