@@ -16,12 +16,13 @@ port), and mail is delivered to one virtual mailbox for every recipient of examp
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -419,6 +420,17 @@ class GuideHost:
         args = [f"-p{name}" for name in properties]
         output = self.c.run(["systemctl", "show", *args, unit]).stdout
         return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+    @contextlib.contextmanager
+    def milter_default_action(self, action: str) -> Iterator[None]:
+        """Postfix's ``milter_default_action`` set to ``action`` for a while, then accept."""
+        postconf(self.c, f"milter_default_action = {action}")
+        self.reload_postfix()
+        try:
+            yield
+        finally:
+            postconf(self.c, "milter_default_action = accept")
+            self.reload_postfix()
 
     def reload_postfix(self) -> None:
         """``systemctl reload postfix``, then wait until smtpd processes with old settings end."""
