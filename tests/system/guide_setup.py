@@ -334,6 +334,8 @@ class GuideHost:
 
     def __init__(self, c: SystemdContainer) -> None:
         self.c = c
+        # mmd's ActiveState before and after the first mail (socket activation)
+        self.first_mail_states: tuple[str, str] = ("", "")
 
     def smtp_listening(self) -> bool:
         probe = ("import socket; s = socket.create_connection(('127.0.0.1', 25), 2); "

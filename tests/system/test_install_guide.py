@@ -58,8 +58,10 @@ def guide(installed_mmd: SystemdContainer) -> Iterator[GuideHost]:
     host = GuideHost(c)
     try:
         # the first mail starts mmd through its socket (and warms spamd up)
+        before = host.unit(MANAGER, "ActiveState")["ActiveState"]
         first = host.send(client_name=MX[0], client_address=MX[1])
         host.delivered(first, timeout=60)
+        host.first_mail_states = (before, host.unit(MANAGER, "ActiveState")["ActiveState"])
         yield host
     finally:
         restore(c, backup)
@@ -87,6 +89,8 @@ def test_mmd_runs_from_its_socket_with_detected_children_only(guide: GuideHost) 
     socket_unit = guide.unit(MANAGER_SOCKET_UNIT, "Listen", "DropInPaths", "ActiveState")
     assert socket_unit["Listen"] == f"{MANAGER_SOCKET} (Stream)"
     assert CHROOT_DROPIN in socket_unit["DropInPaths"]
+    # Postfix's first connection started the daemon: nobody ran `systemctl start` for it
+    assert guide.first_mail_states == ("inactive", "active")
     service = guide.unit(MANAGER, "ActiveState", "SubState", "TriggeredBy", "StatusText")
     assert (service["ActiveState"], service["SubState"]) == ("active", "running")
     assert MANAGER_SOCKET_UNIT in service["TriggeredBy"]
