@@ -414,6 +414,22 @@ class GuideHost:
                     found.append(entry)
         return found
 
+    def wait_for_session_ends(self, cursor: str, count: int) -> None:
+        """Until at least ``count`` sessions after ``cursor`` ended and none is still open.
+
+        mmd logs a session's entries when Postfix closes the milter connection, which may be
+        after the SMTP client saw its reply.
+        """
+
+        def ended() -> bool:
+            entries = self.manager_entries(cursor)
+            seen = {entry["MMD_SESSION_ID"] for entry in entries if entry.get("MMD_SESSION_ID")}
+            ends = {entry["MMD_SESSION_ID"] for entry in entries
+                    if entry.get("MMD_EVENT") == "session-end"}
+            return len(ends) >= count and seen <= ends
+
+        wait_for(ended, f"{count} session-end entries in mmd's journal", timeout=20)
+
     def greylist_calls(self) -> list[dict[str, Any]]:
         done = self.c.run(["cat", GREYLIST_RECORD], check=False)
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

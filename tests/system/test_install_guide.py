@@ -41,7 +41,6 @@ from tests.system.guide_setup import (
     GuideHost,
     restore,
     set_up,
-    wait_for,
 )
 
 pytestmark = pytest.mark.system
@@ -137,6 +136,7 @@ def test_eicar_is_rejected(guide: GuideHost) -> None:
     assert result.exit_code != 0
     assert re.search(r"^<\*\* 550 5\.7\.1 ", result.transcript, re.M), replies(result.transcript)
     assert "queued as" not in result.transcript
+    guide.wait_for_session_ends(cursor, 1)
     verdicts = guide.manager_entries(cursor, MMD_EVENT="milter-verdict", MMD_MILTER="clamav-milter")
     assert [entry["MMD_STATUS"] for entry in verdicts] == ["reject"], verdicts
 
@@ -191,6 +191,7 @@ def test_disabling_a_child_and_reloading_mmd_leaves_postfix_alone(guide: GuideHo
         cursor = guide.journal_cursor()
         passed = guide.delivered(guide.send(EICAR))
         assert "X-Virus-Status" not in passed
+        guide.wait_for_session_ends(cursor, 1)
         children = {entry.get("MMD_MILTER") for entry in
                     guide.manager_entries(cursor, MMD_EVENT="milter-verdict")}
         assert "clamav-milter" not in children and "opendkim" in children, children
@@ -212,15 +213,7 @@ def test_one_session_end_entry_per_session(guide: GuideHost) -> None:
     ]
     for result in results[:2]:
         guide.delivered(result)
-
-    def all_ended() -> bool:
-        started = {entry["MMD_SESSION_ID"] for entry in guide.manager_entries(cursor)
-                   if entry.get("MMD_SESSION_ID")}
-        ended = {entry["MMD_SESSION_ID"] for entry in
-                 guide.manager_entries(cursor, MMD_EVENT="session-end")}
-        return bool(started) and started <= ended
-
-    wait_for(all_ended, "a session-end entry for every session", timeout=15)
+    guide.wait_for_session_ends(cursor, len(results))
     ends = guide.manager_entries(cursor, MMD_EVENT="session-end")
     per_session = Counter(entry["MMD_SESSION_ID"] for entry in ends)
     assert set(per_session.values()) == {1}, per_session
@@ -256,6 +249,7 @@ def test_a_stopped_child_follows_its_fallback_and_comes_back(guide: GuideHost) -
             unsigned = guide.delivered(guide.send())
             assert "DKIM-Signature" not in unsigned
             assert unsigned["X-Virus-Status"] == "Clean"  # the other children still work
+            guide.wait_for_session_ends(cursor, 9)
             errors = guide.manager_entries(cursor, MMD_EVENT="milter-error",
                                            MMD_MILTER="opendkim")
             assert errors, "no MMD_EVENT=milter-error entry naming opendkim"
