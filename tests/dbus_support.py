@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mmd.config.loader import load_configuration
+from mmd.config.show import render_show_config
 from mmd.control import InvalidConfiguration, MilterInfo, MilterStatistics, NoSuchMilter, Statistics
+from mmd.detection.model import DetectedMilter
 
 REPO = Path(__file__).resolve().parent.parent
 DBUS_DIR = REPO / "dbus"
@@ -32,22 +35,38 @@ INTROSPECTION_FILE = DBUS_DIR / "org.miltermanager.Manager1.xml"
 ACTIVATION_FILE = DBUS_DIR / "org.miltermanager.Manager1.service"
 DOCS_FILE = REPO / "docs" / "dbus.md"
 
-SHOW_CONFIG_TEXT = """\
-# /etc/milter-manager/milter-manager.toml
-[manager]
-connection_spec = "unix:/run/milter-manager/milter-manager.sock"  # default
-fallback_status = "accept"  # default
+CONFIG_DIR = "/etc/milter-manager"
 
+# The configuration behind the sample milters: opendkim from the file, clamav-milter detected.
+SAMPLE_CONFIG_TOML = """\
 [[milter]]
-name = "clamav-milter"  # detected: clamav-milter.service
-connection_spec = "unix:/run/clamav/clamav-milter.ctl"  # detected: clamav-milter.service
-enabled = true  # detected: clamav-milter.service
-
-[[milter]]
-name = "opendkim"  # /etc/milter-manager/milter-manager.toml:5
-connection_spec = "inet:8891@127.0.0.1"  # /etc/milter-manager/milter-manager.toml:6
-enabled = true  # default
+name = "opendkim"
+connection_spec = "inet:8891@127.0.0.1"
+applicable_conditions = ["authentication"]
 """
+
+SAMPLE_DETECTED = DetectedMilter(
+    name="clamav-milter",
+    connection_spec="unix:/run/clamav/clamav-milter.ctl",
+    enabled=True,
+    unit="clamav-milter.service",
+    origin="detected: clamav-milter.service, /etc/clamav/clamav-milter.conf",
+)
+
+
+def sample_show_config() -> str:
+    """ShowConfig's text for the sample, from the daemon's own loader and renderer.
+
+    So docs/dbus.md shows the format the daemon really prints; the file is read from a
+    temporary folder and named as if it were in /etc/milter-manager.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "milter-manager.toml").write_text(SAMPLE_CONFIG_TOML)
+        config = load_configuration(Path(folder), [SAMPLE_DETECTED])
+        return render_show_config(config).replace(folder, CONFIG_DIR)
+
+
+SHOW_CONFIG_TEXT = sample_show_config()
 
 
 def sample_milters() -> list[MilterInfo]:
@@ -135,7 +154,9 @@ class FakeControl:
                     reloaded(False, reason)
                 raise InvalidConfiguration(reason)
             self.files = [*self.files[:1], "/etc/milter-manager/conf.d/local.toml"]
-            message = f"reloaded {len(self.files)} files, {len(self.milters)} milters"
+            # as the daemon words it (mmd/daemon/service.py): the milters new sessions use
+            used = [m.name for m in self.milters.values() if m.enabled]
+            message = f"reloaded: {len(used)} milters: " + ", ".join(used)
             self.reloads_finished += 1
             for reloaded in self._reload_callbacks:
                 reloaded(True, message)

@@ -11,14 +11,18 @@ once through ``on_failure``; the engine decides what it means for the mail.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
 from mmd.engine.applicability import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError
+
+_parsed_spec = functools.lru_cache(maxsize=64)(parse_connection_spec)
 
 ReplyHandler = Callable[[int, m.ReplyMessage], None]
 FailureHandler = Callable[[int, str], None]
@@ -41,7 +45,11 @@ class ChildLink(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._read_timer: asyncio.TimerHandle | None = None
+        self._read_deadline = 0.0  # loop time; see _arm_read_timer
+        self._read_timeout = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
         self._awaiting: Stage | None = None
         self._done = False  # failed or closed on purpose: report nothing more
@@ -54,7 +62,7 @@ class ChildLink(asyncio.Protocol):
         if self._transport is None:
             self._pending.append(data)
             if self._connecting is None:
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+                self._start_connecting()
         else:
             self._transport.write(data)
         if expect_reply:
@@ -69,41 +77,78 @@ class ChildLink(asyncio.Protocol):
             self._transport.close()
         elif self._connecting is not None:
             self._connecting.cancel()
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
+        # fork), and the read timer wants the loop for nearly every packet. A link lives
+        # and dies in one loop.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     # ------------------------------------------------------------ connecting
 
+    def _start_connecting(self) -> None:
+        # A plain timer rather than asyncio.wait_for: wait_for wraps the connection in a
+        # second task plus a future, per child and per SMTP session.
+        loop = self._event_loop()
+        self._connecting = loop.create_task(self._connect())
+        self._connect_timer = loop.call_later(
+            self.config.connection_timeout, self._connect_timed_out
+        )
+
+    def _connect_timed_out(self) -> None:
+        self._connect_timer = None
+        if self._connecting is not None:
+            self._connecting.cancel()
+        self._connect_failed_by_timeout()
+
+    def _connect_failed_by_timeout(self) -> None:
+        self._fail(
+            f"cannot connect to {self.config.connection_spec}: timed out after "
+            f"{self.config.connection_timeout:g} s"
+        )
+
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        spec = parse_connection_spec(self.config.connection_spec)
+        loop = self._event_loop()
+        spec = _parsed_spec(self.config.connection_spec)
         try:
             if isinstance(spec, UnixSpec):
-                coro = loop.create_unix_connection(lambda: self, spec.path)
+                await loop.create_unix_connection(self._itself, spec.path)
             else:
                 assert isinstance(spec, InetSpec)
                 family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
                 host = spec.host or ("::1" if spec.family == "inet6" else "127.0.0.1")
-                coro = loop.create_connection(lambda: self, host, spec.port, family=family)
-            await asyncio.wait_for(coro, self.config.connection_timeout)
+                await loop.create_connection(self._itself, host, spec.port, family=family)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._fail(
-                f"cannot connect to {self.config.connection_spec}: timed out after "
-                f"{self.config.connection_timeout:g} s"
-            )
+            self._connect_failed_by_timeout()
         except OSError as error:
             reason = error.strerror or str(error)
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
+        finally:
+            if self._connect_timer is not None:
+                self._connect_timer.cancel()
+                self._connect_timer = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def _itself(self) -> ChildLink:
+        return self
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
+        transport = cast(asyncio.Transport, base)
         if self._done:
             transport.close()
             return
         self._transport = transport
-        for data in self._pending:
-            transport.write(data)
-        self._pending = []
+        if self._pending:
+            transport.write(b"".join(self._pending))
+            self._pending = []
 
     # ------------------------------------------------------------ reading
 
@@ -126,10 +171,7 @@ class ChildLink(asyncio.Protocol):
         ):
             self._arm_read_timer()  # still working on it: each sign of life resets the clock
         else:
-            self._awaiting = None
-            if self._read_timer is not None:
-                self._read_timer.cancel()
-                self._read_timer = None
+            self._awaiting = None  # the lazy read timer finds nothing to wait for
         self._on_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
@@ -144,18 +186,38 @@ class ChildLink(asyncio.Protocol):
     # ------------------------------------------------------------ timeouts
 
     def _arm_read_timer(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
+        # A reply comes for nearly every packet, so the timer is lazy: a reply only clears
+        # _awaiting, re-arming only moves _read_deadline, and the one loop timer is
+        # rescheduled when it fires early (or when the deadline moves closer). Creating
+        # and cancelling a timer per packet cost more than the rest of the child's
+        # bookkeeping.
         eom = self._awaiting is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
-        stage = self._awaiting.value if self._awaiting else "?"
-        self._read_timer = asyncio.get_running_loop().call_later(
-            timeout, self._fail, f"timeout: no reply at {stage} within {timeout:g} s"
+        loop = self._event_loop()
+        deadline = loop.time() + timeout
+        self._read_deadline = deadline
+        self._read_timeout = timeout
+        timer = self._read_timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+
+    def _read_timer_fired(self) -> None:
+        self._read_timer = None
+        if self._awaiting is None or self._done:
+            return  # the reply came in time
+        loop = self._event_loop()
+        if loop.time() < self._read_deadline:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+            return
+        self._fail(
+            f"timeout: no reply at {self._awaiting.value} within {self._read_timeout:g} s"
         )
 
     def pause_writing(self) -> None:
         timeout = self.config.writing_timeout
-        self._write_timer = asyncio.get_running_loop().call_later(
+        self._write_timer = self._event_loop().call_later(
             timeout, self._fail, f"timeout: could not write within {timeout:g} s"
         )
 
@@ -165,10 +227,10 @@ class ChildLink(asyncio.Protocol):
             self._write_timer = None
 
     def _cancel_timers(self) -> None:
-        for timer in (self._read_timer, self._write_timer):
+        for timer in (self._read_timer, self._write_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        self._read_timer = self._write_timer = None
+        self._read_timer = self._write_timer = self._connect_timer = None
 
     def _fail(self, reason: str) -> None:
         if self._done:

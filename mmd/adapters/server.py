@@ -14,14 +14,14 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from mmd.adapters.children import ChildLink
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
-from mmd.engine.applicability import SessionFacts
+from mmd.engine.applicability import SessionFacts, Stage
 from mmd.engine.message import SpooledBody
 from mmd.engine.session import (
     Action,
@@ -67,6 +67,22 @@ class Recorder(Protocol):
 
     def mta_error(self, session_id: int, reason: str) -> None: ...
 
+    def header_added(self, session_id: int, name: str, value: str) -> None: ...
+
+
+# Header changes the statistics report reads back from the journal (spam, virus, greylist,
+# SPF, DKIM); other headers are not recorded, to keep the hot path and the journal lean.
+_HEADER_CHANGES = (m.AddHeader, m.InsertHeader, m.ChangeHeader)
+_REPORTED_HEADERS = frozenset({"x-greylist", "received-spf", "authentication-results",
+                               "dkim-signature"})
+_REPORTED_PREFIXES = ("x-spam-", "x-virus-")
+
+
+def reported_header(name: str) -> bool:
+    """True for the header names the statistics report counts."""
+    lowered = name.lower()
+    return lowered in _REPORTED_HEADERS or lowered.startswith(_REPORTED_PREFIXES)
+
 
 @dataclass(frozen=True, slots=True)
 class ChildVerdictRecord:
@@ -104,7 +120,12 @@ class ServerState:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     connections: set[MtaProtocol] = field(default_factory=set)
-    on_change: Callable[[], None] | None = None
+    # connections over max_connections wait here, unread, until a session ends
+    waiting: deque[MtaProtocol] = field(default_factory=deque)
+
+
+_NOBODY = -1
+_MTA = -2
 
 
 class MtaProtocol(asyncio.Protocol):
@@ -114,12 +135,24 @@ class MtaProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ MTA side
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        state = self._state
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
+        transport = cast(asyncio.Transport, base)
         self._transport = transport
+        self._started_session = False
+        state = self._state
+        limit = state.generation.manager.max_connections
+        if limit and state.active >= limit:
+            # after the transport's own first "start reading" (Python 3.11 would undo it)
+            asyncio.get_running_loop().call_soon(transport.pause_reading)
+            self._early: list[bytes] = []
+            state.waiting.append(self)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        state = self._state
         generation = state.generation
-        self._generation = generation
         manager = generation.manager
         self._decoder = Decoder(Direction.COMMANDS, manager.max_packet_size)
         limit = manager.body_memory_limit
@@ -137,9 +170,8 @@ class MtaProtocol(asyncio.Protocol):
             ChildLink(i, milter, self._child_reply, self._child_failed, manager.max_packet_size)
             for i, milter in enumerate(generation.milters)
         ]
+        self._started_session = True
         self._begin()
-        if state.on_change:
-            state.on_change()
 
     def _begin(self) -> None:
         state = self._state
@@ -149,6 +181,9 @@ class MtaProtocol(asyncio.Protocol):
         state.recorder.session_started(self._session_id, state.active)
 
     def data_received(self, data: bytes) -> None:
+        if not self._started_session:
+            self._early.append(data)  # raced the pause: keep it for when the session starts
+            return
         decoder = self._decoder
         decoder.receive_data(data)
         session = self._session
@@ -166,17 +201,27 @@ class MtaProtocol(asyncio.Protocol):
             self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        state = self._state
+        if not self._started_session:
+            if self in state.waiting:
+                state.waiting.remove(self)
+            return
         if not self._session.finished:
             self._carry_out(self._session.mta_closed())
         for link in self._links:
             link.close()
-        state = self._state
         state.active -= 1
         state.connections.discard(self)
+        while state.waiting:
+            waiting = state.waiting.popleft()
+            if waiting._transport is not None and not waiting._transport.is_closing():
+                waiting._start()
+                for data in waiting._early:
+                    waiting.data_received(data)
+                waiting._transport.resume_reading()
+                break
         if state.active == 0:
             state.idle.set()
-        if state.on_change:
-            state.on_change()
 
     def _close_mta(self) -> None:
         if self._transport is not None:
@@ -188,24 +233,70 @@ class MtaProtocol(asyncio.Protocol):
         self._carry_out(self._session.from_child(index, reply))
 
     def _child_failed(self, index: int, reason: str) -> None:
-        self._state.recorder.child_error(self._session_id, self._links[index].config.name, reason)
+        # logged as an error when the engine reports the child's end (ChildFinished.failed),
+        # like the failures only the engine sees (a reply that breaks the protocol)
         self._carry_out(self._session.child_failed(index, reason))
 
     # ------------------------------------------------------------ actions
 
     def _carry_out(self, actions: list[Action]) -> None:
-        transport = self._transport
+        # Adjacent packets for the same peer leave in one write (MACRO + CONNECT, the
+        # changes + the verdict at end-of-message): every write costs a system call and a
+        # wake-up of the peer, the biggest single cost per session. Only neighbours are
+        # joined, so the order of writes across peers stays the engine's.
         links = self._links
+        held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
+        held_data = b""
+        held_stage = Stage.NEGOTIATE
+        encoded: dict[int, bytes] = {}  # by id(): the same command goes to every child
         for action in actions:
             if type(action) is ToChild:
-                links[action.index].send(encode(action.message), action.expect_reply, action.stage)
+                index = action.index
+                message = action.message
+                data = encoded.get(id(message), b"")
+                if not data:
+                    data = encoded[id(message)] = encode(message)
+                if held == index:
+                    data = held_data + data
+                elif held != _NOBODY:
+                    self._write_held(held, held_data, held_stage)
+                if action.expect_reply:
+                    links[index].send(data, True, action.stage)
+                    held = _NOBODY
+                else:
+                    held, held_data, held_stage = index, data, action.stage
             elif type(action) is ToMta:
-                if transport is not None:
-                    transport.write(encode(action.message))
-            elif type(action) is CloseChild:
-                links[action.index].close()
+                reply = action.message
+                data = encode(reply)
+                if held == _MTA:
+                    held_data += data
+                else:
+                    if held != _NOBODY:
+                        self._write_held(held, held_data, held_stage)
+                    held, held_data = _MTA, data
+                if (
+                    isinstance(reply, _HEADER_CHANGES)
+                    and reply.value  # an empty ChangeHeader deletes
+                    and reported_header(reply.name)
+                ):
+                    self._state.recorder.header_added(self._session_id, reply.name, reply.value)
             else:
-                self._record(action)
+                if held != _NOBODY:
+                    self._write_held(held, held_data, held_stage)
+                    held = _NOBODY
+                if type(action) is CloseChild:
+                    links[action.index].close()
+                else:
+                    self._record(action)
+        if held != _NOBODY:
+            self._write_held(held, held_data, held_stage)
+
+    def _write_held(self, held: int, data: bytes, stage: Stage) -> None:
+        if held == _MTA:
+            if self._transport is not None:
+                self._transport.write(data)
+        else:
+            self._links[held].send(data, False, stage)
 
     def _record(self, action: Action) -> None:
         recorder = self._state.recorder
@@ -213,6 +304,8 @@ class MtaProtocol(asyncio.Protocol):
         queue_id = facts.macros.get("i", "")
         elapsed = time.monotonic() - self._started
         if isinstance(action, ChildFinished):
+            if action.failed:
+                recorder.child_error(self._session_id, action.name, action.reason)
             recorder.child_finished(
                 ChildVerdictRecord(
                     self._session_id,

@@ -7,15 +7,15 @@ Options follow the classic milter manager so install guides keep working
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmd import __version__
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
+from mmd.detection.model import DetectedMilter
 
 DEFAULT_CONFIG_DIR = Path("/etc/milter-manager")
 NON_ROOT_SPEC_HELP = "unix:$XDG_RUNTIME_DIR/milter-manager/milter-manager.sock"
@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
             "the child milters installed on this host and merges their verdicts and changes. "
             "Runs in the foreground (systemd starts it through milter-manager.socket). "
             "Other commands: 'milter-manager import-config FILE' converts a classic "
-            "milter-manager.local.conf to TOML."
+            "milter-manager.local.conf to TOML; 'milter-manager report' draws statistics graphs "
+            "from the journal (see its --help and docs/report.md)."
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
@@ -110,8 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-config"]:
         return import_config(args_list[1:])
+    if args_list[:1] == ["report"]:
+        from mmd.cli.report import main as report_main
+
+        return report_main(args_list[1:])
     args = build_parser().parse_args(args_list)
 
+    from mmd.adapters import event_loop
     from mmd.adapters.journal import setup_logging
     from mmd.daemon.service import Daemon, Options
 
@@ -129,11 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.show_config:
         return show_config(options)
-    if "connection_spec" not in overrides and not _config_sets_spec(args.config_dir):
+    if (
+        "connection_spec" not in overrides
+        and not socket_activated()
+        and not _config_sets_spec(args.config_dir)
+    ):
         overrides["connection_spec"] = default_connection_spec()
         options.overrides = overrides
     try:
-        return asyncio.run(Daemon(options).run())
+        return event_loop.run(Daemon(options).run())
     except KeyboardInterrupt:
         return 0
     except OSError as error:
@@ -141,10 +151,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _detector(root: Path):  # type: ignore[no-untyped-def]
-    from mmd.adapters.systemd_units import detect_installed_milters
+def socket_activated() -> bool:
+    """systemd passed the listening socket (milter-manager.socket).
 
-    return lambda: detect_installed_milters(root)
+    Then the non-root default path is never listened on; putting it in the configuration
+    would only make ShowConfig and the status report a socket that does not exist.
+    """
+    from mmd.adapters.activation import ActivationError, parse_listen_environment
+
+    try:
+        return bool(parse_listen_environment(os.environ, os.getpid()))
+    except ActivationError:
+        return False  # the daemon reports it when it takes the sockets
+
+
+def _detector(root: Path) -> Callable[[], tuple[list[DetectedMilter], list[str]]]:
+    def run() -> tuple[list[DetectedMilter], list[str]]:
+        from mmd.adapters.systemd_units import detect_installed_milters
+
+        return detect_installed_milters(root)
+
+    return run
 
 
 def _config_sets_spec(config_dir: Path) -> bool:

@@ -102,22 +102,32 @@ def _header_index(headers: Sequence[tuple[str, str]], name: str, nth: int) -> in
     return None
 
 
-def apply_changes(mail: Mail, changes: Iterable[m.Modification]) -> Mail:
-    """The message after the milter's changes, in the order they came (as the MTA applies)."""
+def apply_changes(
+    mail: Mail, changes: Iterable[m.Modification], leading_space: bool = False
+) -> Mail:
+    """The message after the milter's changes, in the order they came (as the MTA applies).
+
+    With ``leading_space`` (SMFIP_HDR_LEADSPC negotiated) a header value carries its own
+    separator space, as Postfix then writes it verbatim: drop it for our ``Name: value``.
+    """
     result = mail.copy()
+
+    def own(value: str) -> str:
+        return value[1:] if leading_space and value.startswith(" ") else value
+
     for change in changes:
         if isinstance(change, m.AddHeader):
-            result.headers.append((change.name, change.value))
+            result.headers.append((change.name, own(change.value)))
         elif isinstance(change, m.InsertHeader):
             index = max(0, min(change.index, len(result.headers)))
-            result.headers.insert(index, (change.name, change.value))
+            result.headers.insert(index, (change.name, own(change.value)))
         elif isinstance(change, m.ChangeHeader):
             position = _header_index(result.headers, change.name, max(change.index, 1))
             if position is None:
                 if change.value:
-                    result.headers.append((change.name, change.value))
+                    result.headers.append((change.name, own(change.value)))
             elif change.value:
-                result.headers[position] = (result.headers[position][0], change.value)
+                result.headers[position] = (result.headers[position][0], own(change.value))
             else:
                 del result.headers[position]
         elif isinstance(change, m.ChangeFrom):
@@ -275,27 +285,13 @@ def format_result(
         lines.append(f"Quarantine reason: <{result.quarantine_reason}>")
     if output_message:
         lines.append("")
-        changes = _without_leading_space(result)
-        lines += format_message(original, apply_changes(original, changes), color)
+        negotiated = result.negotiated
+        leading_space = negotiated is not None and bool(
+            negotiated.steps & Step.HEADER_LEADING_SPACE
+        )
+        changed = apply_changes(original, result.changes, leading_space)
+        lines += format_message(original, changed, color)
     return "\n".join(lines) + "\n"
-
-
-def _without_leading_space(result: SessionResult) -> list[m.Modification]:
-    """Header values as a plain MTA stores them.
-
-    With SMFIP_HDR_LEADSPC negotiated the milter's values carry their own space after the
-    colon (the MTA adds none); the tool's headers are kept without it.
-    """
-    negotiated = result.negotiated
-    if negotiated is None or not negotiated.steps & Step.HEADER_LEADING_SPACE:
-        return list(result.changes)
-    changes: list[m.Modification] = []
-    for change in result.changes:
-        if (isinstance(change, m.AddHeader | m.InsertHeader | m.ChangeHeader)
-                and change.value.startswith(" ")):
-            change = replace(change, value=change.value[1:])
-        changes.append(change)
-    return changes
 
 
 # ---------------------------------------------------------------- options

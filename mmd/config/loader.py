@@ -66,7 +66,13 @@ def load_configuration(
     for found in detected:
         config.milters.append(_from_detected(found))
     problems: list[str] = []
-    for path in config_files(config_dir):
+    try:
+        paths = config_files(config_dir)
+    except OSError as error:
+        # e.g. a folder the daemon's user may not enter: a problem to report, not a crash
+        problems.append(f"{config_dir}: cannot read: {error.strerror or error}")
+        paths = []
+    for path in paths:
         config.files.append(str(path))
         _FileReader(config, path, problems).read()
     _check_detected_specs(config, problems)

@@ -167,6 +167,23 @@ class JournalRecorder:
             },
         )
 
+    def header_added(self, session_id: int, name: str, value: str) -> None:
+        """A header a child added (net change at end-of-message), for the report's counts."""
+        log.info(
+            "[session][header][add](%d): %s=%s",
+            session_id,
+            name,
+            value,
+            extra={
+                "fields": {
+                    "MMD_EVENT": "header-add",
+                    "MMD_SESSION_ID": str(session_id),
+                    "MMD_HEADER_NAME": name,
+                    "MMD_HEADER_VALUE": value,
+                }
+            },
+        )
+
     def mta_error(self, session_id: int, reason: str) -> None:
         log.warning(
             "[session][error](%d): %s",

@@ -169,8 +169,10 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        notify.default_notifier()  # reads and clears NOTIFY_SOCKET before anything else runs
+        _raise_file_limit()
         try:
-            config = await loop.run_in_executor(None, load, self.options, {}, True)
+            config = await loop.run_in_executor(None, self._first_load)
             generation = build_generation(config, 0)
         except (ConfigError, InvalidConfiguration) as error:
             log.error("configuration: %s", _one_line(error))
@@ -219,18 +221,48 @@ class Daemon:
         )
         log.info("listening on %s", spec_text)
 
-    def _drop_privileges(self) -> None:
+    def _first_load(self) -> Configuration:
+        """The first load, read with the rights every later reload will have.
+
+        Started as root with ``-u``, the socket is opened as root but files are read as the
+        user: a milter's file that only root may read must not be detected at start and then
+        vanish at the first reload (the reload runs after the switch).
+        """
+        target = self._target_user()
+        if target is None:
+            return load(self.options, {}, True)
+        uid, gid, groups = target
+        saved_groups = os.getgroups()
+        os.setgroups(groups)
+        os.setegid(gid)
+        os.seteuid(uid)
+        try:
+            return load(self.options, {}, True)
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+            os.setgroups(saved_groups)
+
+    def _target_user(self) -> tuple[int, int, list[int]] | None:
+        """(uid, gid, groups) to switch to, or None when not root or no ``-u``."""
         if os.geteuid() != 0 or not self.options.user:
-            return
+            return None
         import grp
         import pwd
 
         user = pwd.getpwnam(self.options.user)
         gid = grp.getgrnam(self.options.group).gr_gid if self.options.group else user.pw_gid
+        return user.pw_uid, gid, os.getgrouplist(user.pw_name, gid)
+
+    def _drop_privileges(self) -> None:
+        target = self._target_user()
+        if target is None:
+            return
+        uid, gid, groups = target
         os.setgid(gid)
-        os.initgroups(user.pw_name, gid)
-        os.setuid(user.pw_uid)
-        log.info("running as %s", user.pw_name)
+        os.setgroups(groups)
+        os.setuid(uid)
+        log.info("running as %s", self.options.user)
 
     async def _export_control(self) -> None:
         if self.options.bus_address == "":
@@ -259,6 +291,8 @@ class Daemon:
         log.info("stopping: %d sessions in flight", self._state.active)
         for server in self._servers:
             server.close()
+        while self._state.waiting:  # never started: the MTA applies its own default
+            self._state.waiting.popleft()._close_mta()
         timeout = self._state.generation.manager.shutdown_timeout
         if self._state.active:
             try:
@@ -439,6 +473,16 @@ class Daemon:
 def _condition_origin(config: Configuration, error: ConditionConfigError) -> str:
     key_path = getattr(error, "key_path", "conditions")
     return str(config.condition_origin_for(str(key_path)))
+
+
+def _raise_file_limit() -> None:
+    """Each session holds 1 + N sockets: use all the descriptors we are allowed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _fallback_configuration(options: Options) -> Configuration:

@@ -5,6 +5,11 @@ every change any child may make); "no reply" step flags are AND-ed (a skip
 survives only if every child asked for it); "yes" flags are OR-ed; "no
 event" flags are cleared toward the MTA because conditions need every event;
 macro symbol lists are unioned per stage, order kept, duplicates dropped.
+
+One departure from the classic manager: the message stages (header,
+end-of-header, body) are buffered and answered with "continue" at once, so
+we ask the MTA not to wait for those answers at all when it offers that
+(``MTA_NO_REPLY``): fewer round trips, the same outcome.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from mmd.protocol.constants import (
     Step,
 )
 from mmd.protocol.messages import Negotiate
+
+# answered at once by the manager anyway (message stages are replayed at end-of-message)
+MTA_NO_REPLY = Step.NO_REPLY_HEADER | Step.NO_REPLY_END_OF_HEADERS | Step.NO_REPLY_BODY
 
 
 def offer_to_children(mta_offer: Negotiate) -> Negotiate:
@@ -60,6 +68,6 @@ def merge_answers(
     return Negotiate(
         version=min(mta_offer.version, MAX_VERSION),
         actions=actions & mta_offer.actions,
-        steps=(yes | no_reply) & mta_offer.steps,
+        steps=(yes | no_reply | MTA_NO_REPLY) & mta_offer.steps,
         symbol_lists={stage: " ".join(names) for stage, names in sorted(symbols.items())},
     )

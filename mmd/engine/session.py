@@ -103,13 +103,18 @@ class CloseChild:
 
 @dataclass(frozen=True, slots=True)
 class ChildFinished:
-    """A child's part in one SMTP session is over: one statistics record."""
+    """A child's part in one SMTP session is over: one statistics record.
+
+    ``failed``: it left because it failed (whoever noticed: the adapter or the
+    engine), so the adapter logs the reason as an error too.
+    """
 
     index: int
     name: str
     stage: Stage
     status: str
     reason: str = ""
+    failed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,23 +144,43 @@ Action = ToChild | ToMta | CloseChild | ChildFinished | ConditionSkipped | Sessi
 class _StageInfo:
     stage: Stage
     code: bytes
-    no_event: Step
-    no_reply: Step
+    no_event: int  # Step bits as plain ints: IntFlag's & costs microseconds a test
+    no_reply: int
 
 
-_NONE = Step(0)
+_NONE = 0
+_NO_CONNECT = int(Step.NO_CONNECT)
+_NO_HELO = int(Step.NO_HELO)
+_NO_MAIL = int(Step.NO_MAIL)
+_NO_RCPT = int(Step.NO_RCPT)
+_NO_DATA = int(Step.NO_DATA)
+_NO_UNKNOWN = int(Step.NO_UNKNOWN)
+_NO_HEADERS = int(Step.NO_HEADERS)
+_NO_END_OF_HEADERS = int(Step.NO_END_OF_HEADERS)
+_NO_BODY = int(Step.NO_BODY)
+_NO_REPLY_CONNECT = int(Step.NO_REPLY_CONNECT)
+_NO_REPLY_HELO = int(Step.NO_REPLY_HELO)
+_NO_REPLY_MAIL = int(Step.NO_REPLY_MAIL)
+_NO_REPLY_RCPT = int(Step.NO_REPLY_RCPT)
+_NO_REPLY_DATA = int(Step.NO_REPLY_DATA)
+_NO_REPLY_UNKNOWN = int(Step.NO_REPLY_UNKNOWN)
+_NO_REPLY_HEADER = int(Step.NO_REPLY_HEADER)
+_NO_REPLY_END_OF_HEADERS = int(Step.NO_REPLY_END_OF_HEADERS)
+_NO_REPLY_BODY = int(Step.NO_REPLY_BODY)
+_RCPT_REJECTED = int(Step.RCPT_REJECTED)
+_HEADER_LEADING_SPACE = int(Step.HEADER_LEADING_SPACE)
 _STAGES: dict[type, _StageInfo] = {
-    m.Connect: _StageInfo(Stage.CONNECT, b"C", Step.NO_CONNECT, Step.NO_REPLY_CONNECT),
-    m.Helo: _StageInfo(Stage.HELO, b"H", Step.NO_HELO, Step.NO_REPLY_HELO),
-    m.Mail: _StageInfo(Stage.MAIL, b"M", Step.NO_MAIL, Step.NO_REPLY_MAIL),
-    m.Rcpt: _StageInfo(Stage.RCPT, b"R", Step.NO_RCPT, Step.NO_REPLY_RCPT),
-    m.Data: _StageInfo(Stage.DATA, b"T", Step.NO_DATA, Step.NO_REPLY_DATA),
-    m.Unknown: _StageInfo(Stage.UNKNOWN, b"U", Step.NO_UNKNOWN, Step.NO_REPLY_UNKNOWN),
-    m.Header: _StageInfo(Stage.HEADER, b"L", Step.NO_HEADERS, Step.NO_REPLY_HEADER),
+    m.Connect: _StageInfo(Stage.CONNECT, b"C", _NO_CONNECT, _NO_REPLY_CONNECT),
+    m.Helo: _StageInfo(Stage.HELO, b"H", _NO_HELO, _NO_REPLY_HELO),
+    m.Mail: _StageInfo(Stage.MAIL, b"M", _NO_MAIL, _NO_REPLY_MAIL),
+    m.Rcpt: _StageInfo(Stage.RCPT, b"R", _NO_RCPT, _NO_REPLY_RCPT),
+    m.Data: _StageInfo(Stage.DATA, b"T", _NO_DATA, _NO_REPLY_DATA),
+    m.Unknown: _StageInfo(Stage.UNKNOWN, b"U", _NO_UNKNOWN, _NO_REPLY_UNKNOWN),
+    m.Header: _StageInfo(Stage.HEADER, b"L", _NO_HEADERS, _NO_REPLY_HEADER),
     m.EndOfHeaders: _StageInfo(
-        Stage.END_OF_HEADERS, b"N", Step.NO_END_OF_HEADERS, Step.NO_REPLY_END_OF_HEADERS
+        Stage.END_OF_HEADERS, b"N", _NO_END_OF_HEADERS, _NO_REPLY_END_OF_HEADERS
     ),
-    m.Body: _StageInfo(Stage.BODY, b"B", Step.NO_BODY, Step.NO_REPLY_BODY),
+    m.Body: _StageInfo(Stage.BODY, b"B", _NO_BODY, _NO_REPLY_BODY),
     m.EndOfMessage: _StageInfo(Stage.END_OF_MESSAGE, b"E", _NONE, _NONE),
 }
 _DATA_INFO = _STAGES[m.Data]
@@ -191,7 +216,7 @@ class _Left(enum.Enum):
 class _Child:
     index: int
     settings: ChildSettings
-    steps: Step = _NONE
+    steps: int = _NONE  # the child's Step bits as a plain int
     leading_space: bool = False
     failed: bool = False
     connection_left: _Left | None = None
@@ -236,8 +261,8 @@ class Session:
         self._queue: deque[m.CommandMessage] = deque()
         self._out: list[Action] = []
         self._offer: m.Negotiate | None = None
-        self._mta_steps = Step(0)
-        self._macros: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        self._mta_steps = _NONE  # Step bits negotiated with the MTA, as a plain int
+        self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
         # the stage being answered
         self._stage = Stage.NEGOTIATE
         self._waiting = 0
@@ -288,15 +313,27 @@ class Session:
         return self._take()
 
     def mta_closed(self) -> list[Action]:
-        """The MTA went away without QUIT."""
+        """The MTA went away without QUIT.
+
+        Once the MTA was told accept with no child left in the connection (all
+        accepted, skipped by a condition or failed), closing is how Postfix ends
+        it (it drops a milter that accepted the connection, without QUIT): the
+        session's status is that accept, not the disconnect fallback.
+        """
         if self._phase is not _Phase.CLOSED:
+            done = self._session_status is Verdict.ACCEPT and not any(
+                c.in_connection() for c in self._children
+            )
             for child in self._children:
                 if not child.failed:
                     if child.in_transaction:
                         self._send(child, m.Abort(), Stage.ABORT)
                     self._send(child, m.Quit(), Stage.QUIT)
                     self._out.append(CloseChild(child.index))
-            self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
+            if done:
+                self._finish_session(Verdict.ACCEPT)
+            else:
+                self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
             self._phase = _Phase.CLOSED
         return self._take()
 
@@ -314,12 +351,14 @@ class Session:
             child.awaiting = stage
 
     def _send_macros(self, child: _Child, code: bytes) -> None:
-        pairs = self._macros.get(code, ())
+        macro = self._macros.get(code)
         extra = child.extra_macros.get(code)
         if extra:
-            pairs = pairs + extra
-        if pairs:
+            pairs = macro.macros + extra if macro is not None else extra
             self._out.append(ToChild(child.index, m.Macro(code, pairs), False, self._stage))
+        elif macro is not None and macro.macros:
+            # the MTA's own message: every child gets the same object, encoded once
+            self._out.append(ToChild(child.index, macro, False, self._stage))
 
     def _drain(self) -> None:
         while self._queue and self._phase in (_Phase.NEW, _Phase.IDLE):
@@ -327,7 +366,7 @@ class Session:
 
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
-            self._macros[message.command] = message.macros
+            self._macros[message.command] = message
             for name, value in message.macros:
                 self.facts.macros[name.strip("{}")] = value
         elif isinstance(message, m.Negotiate):
@@ -367,8 +406,8 @@ class Session:
             self._fail(child, f"answered OPTNEG with {type(reply).__name__}")
             return
         child.awaiting = None
-        child.steps = reply.steps
-        child.leading_space = bool(reply.steps & Step.HEADER_LEADING_SPACE)
+        child.steps = int(reply.steps)
+        child.leading_space = bool(child.steps & _HEADER_LEADING_SPACE)
         self._answers.append(reply)
         self._waiting -= 1
         if self._waiting == 0:
@@ -377,7 +416,7 @@ class Session:
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
         merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
-        self._mta_steps = merged.steps
+        self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._phase = _Phase.IDLE
 
@@ -394,7 +433,7 @@ class Session:
                 continue
             if child.steps & info.no_event:
                 continue
-            if rejected_recipient and not child.steps & Step.RCPT_REJECTED:
+            if rejected_recipient and not child.steps & _RCPT_REJECTED:
                 continue
             self._send_macros(child, info.code)
             expect = not child.steps & info.no_reply
@@ -579,19 +618,19 @@ class Session:
     def _replay_script(self, child: _Child) -> Iterator[tuple[m.CommandMessage, Stage, bool]]:
         """What ``child`` gets at end-of-message: (command, stage, expects a reply)."""
         steps = child.steps
-        if not self._saw_data and not steps & Step.NO_DATA:
+        if not self._saw_data and not steps & _NO_DATA:
             self._send_macros(child, b"T")
-            yield m.Data(), Stage.DATA, not steps & Step.NO_REPLY_DATA
-        if not steps & Step.NO_HEADERS:
-            expect = not steps & Step.NO_REPLY_HEADER
+            yield m.Data(), Stage.DATA, not steps & _NO_REPLY_DATA
+        if not steps & _NO_HEADERS:
+            expect = not steps & _NO_REPLY_HEADER
             adapt = self._header_adapter_to_child(child)
             for name, value in self._working.items():
                 yield m.Header(name, adapt(value)), Stage.HEADER, expect
-        if not steps & Step.NO_END_OF_HEADERS:
+        if not steps & _NO_END_OF_HEADERS:
             self._send_macros(child, b"N")
-            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, not steps & Step.NO_REPLY_END_OF_HEADERS
-        if not steps & Step.NO_BODY and self._current_body() is not None:
-            expect = not steps & Step.NO_REPLY_BODY
+            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, not steps & _NO_REPLY_END_OF_HEADERS
+        if not steps & _NO_BODY and self._current_body() is not None:
+            expect = not steps & _NO_REPLY_BODY
             body = self._current_body()
             assert body is not None
             for chunk in body.chunks(self.settings.chunk_size):
@@ -713,7 +752,8 @@ class Session:
         self._new_message()
 
     def _abort_message(self) -> None:
-        self._stage = Stage.ABORT
+        # the session's last stage stays the protocol stage before ABORT, as in the
+        # classic statistics line: Postfix sends ABORT after every message
         self._end_message()
 
     def _quit(self) -> None:
@@ -753,7 +793,12 @@ class Session:
             child.reported = True
             self._out.append(
                 ChildFinished(
-                    child.index, child.name, child.last_stage, child.result.label, child.reason
+                    child.index,
+                    child.name,
+                    child.last_stage,
+                    child.result.label,
+                    child.reason,
+                    failed=child.failed,
                 )
             )
 
@@ -810,7 +855,7 @@ class Session:
     # ------------------------------------------------------------ leading space
 
     def _header_adapter_to_child(self, child: _Child) -> Callable[[str], str]:
-        mta = bool(self._mta_steps & Step.HEADER_LEADING_SPACE)
+        mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
         if mta and not child.leading_space:
             return _strip_space
         if child.leading_space and not mta:
@@ -818,7 +863,7 @@ class Session:
         return _same
 
     def _header_adapter_from_child(self, child: _Child) -> Callable[[str], str]:
-        mta = bool(self._mta_steps & Step.HEADER_LEADING_SPACE)
+        mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
         if mta and not child.leading_space:
             return _add_space
         if child.leading_space and not mta:

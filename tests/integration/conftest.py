@@ -9,20 +9,24 @@ Session-scoped (started once, stopped at the end, by PID):
                                      ``wait_for_mail(queue_id)``
 Per test:
   ``scripted_milter`` -> callable(**behaviour) -> (connection_spec, Recorder)
+  ``mmd_daemon``      -> callable(milters=[...], manager={...}, conditions={...}) -> MmdDaemon
+                         (milter-manager from this checkout; ``.spec``, ``.log()``, ``.reload()``)
 
 A component that cannot start fails the test loudly with its log; nothing is skipped.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.mmd_daemon import MmdDaemon, MmdDaemons
 from tests.harness.postfix import Postfix
 from tests.harness.processes import reachable_dir
 from tests.harness.real_milters import (
@@ -34,6 +38,7 @@ from tests.harness.real_milters import (
 from tests.harness.scripted import Recorder, ScriptedMilters
 
 ScriptedMilterFactory = Callable[..., tuple[str, Recorder]]
+MmdDaemonFactory = Callable[..., MmdDaemon]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -90,3 +95,25 @@ def scripted_milter(integration_dir: Path) -> Iterator[ScriptedMilterFactory]:
 
     yield start
     milters.stop_all()
+
+
+@pytest.fixture
+def mmd_daemon(integration_dir: Path) -> Iterator[MmdDaemonFactory]:
+    """``mmd_daemon(milters=[...], manager={...}, conditions={...})`` -> a running MmdDaemon.
+
+    Every daemon started in the test is stopped by PID at teardown; each must exit 0.
+    """
+    daemons = MmdDaemons(integration_dir / "mmd")
+
+    def start(milters: Sequence[Mapping[str, Any]] = (),
+              manager: Mapping[str, Any] | None = None,
+              conditions: Mapping[str, Any] | None = None) -> MmdDaemon:
+        # MMD_VERBOSE=1 in the environment adds the debug lines (condition skips) to .log()
+        verbose = ["--verbose"] if os.environ.get("MMD_VERBOSE") else []
+        return daemons.start(milters, manager, conditions, extra_args=verbose)
+
+    yield start
+    results = daemons.stop_all()
+    failed = [(daemon, code) for daemon, code in results if code != 0]
+    assert not failed, "; ".join(f"milter-manager {d.pid} exited with {code}:\n{d.log()[-3000:]}"
+                                 for d, code in failed)

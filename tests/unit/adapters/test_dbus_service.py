@@ -231,13 +231,13 @@ def test_reload_returns_when_done_and_signals(
     reply = call(bus, "Reload")
     assert time.monotonic() - started >= 0.3
     assert control.reloads_finished == 1
-    assert reply == {"type": "s", "data": ["reloaded 2 files, 2 milters"]}
+    assert reply == {"type": "s", "data": ["reloaded: 2 milters: clamav-milter, opendkim"]}
 
     control.reload_seconds = 0
     reply_message, signals = asyncio.run(signals_during(bus.address, "Reload", "", [], 2))
     assert reply_message.message_type == MessageType.METHOD_RETURN
     by_member = {s.member: s for s in signals}
-    assert by_member["Reloaded"].body == [True, "reloaded 2 files, 2 milters"]
+    assert by_member["Reloaded"].body == [True, "reloaded: 2 milters: clamav-milter, opendkim"]
     changed = by_member["PropertiesChanged"].body
     assert changed[0] == INTERFACE_NAME
     assert changed[1]["ConfigurationFiles"].value == control.configuration_files()
@@ -443,7 +443,7 @@ def test_a_lost_bus_is_logged_and_does_not_fail_the_daemon(
     assert not handle.bus.connected
     assert "D-Bus connection lost" in caplog.records[0].getMessage()
     # the daemon's callbacks still fire and must not raise into reload / override
-    assert loop.run(control.reload()) == "reloaded 2 files, 2 milters"
+    assert loop.run(control.reload()) == "reloaded: 2 milters: clamav-milter, opendkim"
     control.set_milter_enabled("opendkim", False, "test")
     assert control.set_calls == [("opendkim", False, "test")]
     loop.run(handle.close())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmd.engine.negotiation import merge_answers, offer_to_children
+from mmd.engine.negotiation import MTA_NO_REPLY, merge_answers, offer_to_children
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Action, MacroStage, Step
 from mmd.protocol.messages import Negotiate
 
@@ -33,16 +33,24 @@ def test_condition_macros_join_only_lists_a_child_asked_for() -> None:
 
 
 def test_nothing_is_asked_beyond_what_the_mta_offered() -> None:
-    offer = Negotiate(6, Action.ADD_HEADERS, Step.NO_REPLY_HEADER)
-    child = Negotiate(6, ALL_ACTIONS, Step.NO_REPLY_HEADER | Step.NO_REPLY_BODY | Step.SKIP)
+    offer = Negotiate(6, Action.ADD_HEADERS, Step.NO_REPLY_RCPT)
+    child = Negotiate(6, ALL_ACTIONS, Step.NO_REPLY_RCPT | Step.NO_REPLY_MAIL | Step.SKIP)
     merged = merge_answers(offer, [child])
     assert merged.actions == Action.ADD_HEADERS
-    assert merged.steps == Step.NO_REPLY_HEADER
+    assert merged.steps == Step.NO_REPLY_RCPT
 
 
-def test_no_children_asks_for_nothing() -> None:
+def test_no_children_asks_only_not_to_wait_on_message_stages() -> None:
     merged = merge_answers(OFFER, [])
-    assert merged.actions == Action(0) and merged.steps == Step(0)
+    assert merged.actions == Action(0) and merged.steps == MTA_NO_REPLY
+
+
+def test_message_stage_answers_are_never_awaited_when_the_mta_offers_it() -> None:
+    """They are buffered and answered at once, so the MTA need not wait for them."""
+    merged = merge_answers(OFFER, [Negotiate(6, ALL_ACTIONS, Step(0))])
+    assert merged.steps & MTA_NO_REPLY == MTA_NO_REPLY
+    old_mta = Negotiate(6, ALL_ACTIONS, Step(0))
+    assert merge_answers(old_mta, [Negotiate(6, ALL_ACTIONS, Step(0))]).steps == Step(0)
 
 
 def test_offer_to_children_clamps_version() -> None:

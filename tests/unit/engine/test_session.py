@@ -57,16 +57,16 @@ def test_version_above_six_is_clamped() -> None:
 
 def test_negotiation_merge_flags() -> None:
     a = answer(
-        Step.NO_HELO | Step.NO_REPLY_HEADER | Step.NO_REPLY_BODY | Step.SKIP,
+        Step.NO_HELO | Step.NO_REPLY_MAIL | Step.NO_REPLY_RCPT | Step.SKIP,
         actions=Action.ADD_HEADERS,
     )
-    b = answer(Step.NO_REPLY_HEADER, actions=Action.CHANGE_BODY)
+    b = answer(Step.NO_REPLY_MAIL, actions=Action.CHANGE_BODY)
     driver = Driver.start(["a", "b"], answers=[a, b])
     (merged,) = [r for r in to_mta(driver.log) if isinstance(r, m.Negotiate)]
     # no-event flags cleared toward the MTA; no-reply AND-ed; yes flags and actions OR-ed
     assert not merged.steps & Step.NO_HELO
-    assert merged.steps & Step.NO_REPLY_HEADER
-    assert not merged.steps & Step.NO_REPLY_BODY
+    assert merged.steps & Step.NO_REPLY_MAIL
+    assert not merged.steps & Step.NO_REPLY_RCPT
     assert merged.steps & Step.SKIP
     assert merged.actions == Action.ADD_HEADERS | Action.CHANGE_BODY
 
@@ -255,7 +255,10 @@ def run_child_through_eom(
 
 
 def test_message_stages_are_answered_at_once_and_replayed_at_eom() -> None:
-    driver = Driver.start(["a", "b"])
+    driver = Driver(Session([ChildSettings("a"), ChildSettings("b")]))
+    driver.mta(m.Negotiate(6, ALL_ACTIONS, Step(0)))  # an MTA that wants every answer
+    driver.child(0, answer())
+    driver.child(1, answer())
     driver.envelope()
     sent = message(driver, [("Subject", "hi")], b"body\r\n")
     assert to_mta(sent) == [m.Continue(), m.Continue(), m.Continue()]
@@ -263,6 +266,12 @@ def test_message_stages_are_answered_at_once_and_replayed_at_eom() -> None:
     sent = driver.mta(m.EndOfMessage())
     assert commands(sent, 0) == [m.Header("Subject", "hi")]
     assert commands(sent, 1) == []
+
+
+def test_message_stages_are_not_answered_when_the_mta_does_not_wait() -> None:
+    driver = Driver.start(["a"])  # the MTA offers every no-reply step, as Postfix does
+    driver.envelope()
+    assert to_mta(message(driver, [("Subject", "hi")], b"body\r\n")) == []
 
 
 def test_later_child_sees_message_as_changed_by_earlier_ones() -> None:

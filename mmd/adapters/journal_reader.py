@@ -1,0 +1,121 @@
+"""Reading mmd's entries back from the journal, streaming, from where the last run stopped.
+
+The only module that runs journalctl. ``journalctl -o export`` prints each entry as
+``NAME=value`` lines and a blank line, with its ``__CURSOR``; the caller keeps the last cursor
+and passes it as ``--after-cursor`` next time. Export, not JSON: journalctl spends half the CPU
+on it (measured, bench/report.py) and it is the slower side of the pipe. Values with newlines
+or control characters come as ``NAME`` newline, a 64-bit little-endian length, the bytes and a
+newline. Only the fields the report reads are printed (``--output-fields``), and the match
+(same field repeated = OR, different fields = AND) leaves out everything but mmd's statistics
+entries, so journalctl does the filtering and Python never holds more than one entry.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mmd.adapters.journal import SYSLOG_IDENTIFIER
+
+JOURNALCTL = "journalctl"
+
+
+class JournalReadError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class JournalQuery:
+    after_cursor: str | None = None
+    since: str | None = None  # only used without a cursor
+    directory: Path | None = None  # journalctl -D (tests, copied journals)
+    events: Sequence[str] = ()
+    fields: Sequence[str] = ()
+    identifier: str = SYSLOG_IDENTIFIER
+
+
+def command(query: JournalQuery) -> list[str]:
+    args = [JOURNALCTL, "--output=export", "--no-pager", "--quiet"]
+    if query.directory is not None:
+        args.append(f"--directory={query.directory}")
+    if query.after_cursor:
+        args.append(f"--after-cursor={query.after_cursor}")
+    elif query.since:
+        args.append(f"--since={query.since}")
+    if query.fields:
+        args.append("--output-fields=" + ",".join(query.fields))
+    args.append(f"SYSLOG_IDENTIFIER={query.identifier}")
+    args.extend(f"MMD_EVENT={event}" for event in query.events)
+    return args
+
+
+def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
+    """Entries of journal export format (systemd's JOURNAL_EXPORT_FORMATS)."""
+    entry: dict[str, str] = {}
+    readline = stream.readline
+    while True:
+        line = readline()
+        if not line:
+            break
+        if line == b"\n":
+            if entry:
+                yield entry
+                entry = {}
+            continue
+        name, separator, value = line.partition(b"=")
+        if separator:
+            entry[name.decode()] = value[:-1].decode(errors="replace")
+            continue
+        size_bytes = stream.read(8)
+        if len(size_bytes) != 8:
+            raise JournalReadError("journal export cut short in a binary field")
+        (size,) = struct.unpack("<Q", size_bytes)
+        data = stream.read(size + 1)  # and the closing newline
+        if len(data) != size + 1:
+            raise JournalReadError("journal export cut short in a binary field")
+        entry[line[:-1].decode()] = data[:-1].decode(errors="replace")
+    if entry:
+        yield entry
+
+
+@contextmanager
+def read_entries(query: JournalQuery) -> Iterator[Iterator[dict[str, Any]]]:
+    """Entries in journal order as dicts of strings. Raises JournalReadError when journalctl
+    fails (bad cursor, unreadable journal), after the entries it did print."""
+    # a file, not a pipe: a full pipe would stall journalctl while we read stdout
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    try:
+        process = subprocess.Popen(
+            command(query), stdout=subprocess.PIPE, stderr=stderr, bufsize=1 << 20
+        )
+    except OSError as error:
+        stderr.close()
+        raise JournalReadError(f"cannot run {JOURNALCTL}: {error}") from error
+    finished = False
+
+    def entries() -> Iterator[dict[str, Any]]:
+        nonlocal finished
+        assert process.stdout is not None
+        yield from parse_export(process.stdout)
+        code = process.wait()
+        finished = True
+        if code != 0:
+            stderr.seek(0)
+            error = stderr.read().decode(errors="replace").strip()
+            raise JournalReadError(f"journalctl failed (exit status {code}): {error}")
+
+    try:
+        yield entries()
+    finally:
+        if not finished:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+        stderr.close()

@@ -1,0 +1,56 @@
+"""A configuration folder the daemon's user may not enter is a reported problem, not a crash.
+
+Seen in the system-test container: /etc/milter-manager at 0700 root made ``Path.is_file()``
+raise PermissionError in the daemon (running as milter-manager), which exited and restarted
+in a loop instead of starting with a logged problem.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mmd.config.loader import ConfigError, load_configuration
+from mmd.detection.model import DetectedMilter
+
+
+@contextmanager
+def effective_user(name: str) -> Iterator[None]:
+    assert os.geteuid() == 0, "this test switches the effective user: it needs root"
+    user = pwd.getpwnam(name)
+    os.setegid(user.pw_gid)
+    os.seteuid(user.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_unreadable_config_folder_is_a_problem() -> None:
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as scratch:
+        Path(scratch).chmod(0o755)
+        config_dir = Path(scratch) / "milter-manager"
+        config_dir.mkdir(mode=0o700)
+        (config_dir / "milter-manager.toml").write_text('[manager]\nchunk_size = 4096\n')
+        detected = DetectedMilter(
+            name="opendkim",
+            connection_spec="unix:/run/opendkim/opendkim.sock",
+            enabled=True,
+            unit="opendkim.service",
+            origin="detected: opendkim.service, /etc/opendkim.conf",
+        )
+        with effective_user("nobody"), pytest.raises(ConfigError) as raised:
+            load_configuration(config_dir, [detected])
+    (problem,) = raised.value.problems
+    assert problem.startswith(f"{config_dir}: cannot read: ")
+    assert "Permission denied" in problem
+    # what could be loaded is kept: the daemon starts with the detected milters
+    assert raised.value.configuration is not None
+    assert [m.name for m in raised.value.configuration.milters] == ["opendkim"]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mmd.cli.report import main, summary_line, summary_text
+from mmd.report.aggregate import Summary, Totals
+from mmd.report.run import Result
+
+from .entries import T0
+
+
+def test_help_names_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--output-directory", "--state-directory", "--prometheus-file",
+                   "--journal-directory", "--since", "--progress", "--no-progress", "--now",
+                   "/var/lib/milter-manager/report", "systemd-journal"):
+        assert option in text, option
+
+
+def test_bad_state_file_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "state.json").write_text('{"version": 7}')
+    assert main(["--state-directory", str(tmp_path), "--journal-directory", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "milter-manager report: unknown state version 7\n"
+
+
+def test_journal_errors_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    assert main(["--state-directory", str(tmp_path), "--journal-directory", str(missing),
+                 "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("milter-manager report: journalctl failed (exit status 1)")
+    assert str(missing) in error
+    assert not (tmp_path / "state.json").exists()  # nothing saved from a failed read
+
+
+def test_summaries() -> None:
+    summary = Summary(entries=7, sessions=Counter({"pass": 2, "reject": 1, "continue": 1}),
+                      first_time=T0, last_time=T0 + 90)
+    result = Result(summary, Totals(sessions=Counter({"pass": 5})), "c", points=4,
+                    graphs=[Path("a.png")])
+    assert summary_text(result) == (
+        "journal entries read: 7\n"
+        "sessions: 4\n"
+        "  pass: 2\n  accept: 0\n  reject: 1\n  discard: 0\n  temporary-failure: 0\n"
+        "  quarantine: 0\n  abort: 0\n  continue: 1\n"
+        "time range: 2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC\n"
+        "database points written: 4\n"
+        "graphs drawn: 1\n"
+        "sessions since the first run: 5\n"
+    )
+    assert summary_line(result) == (
+        "read 7 entries, 4 sessions (continue=1 pass=2 reject=1), "
+        "2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC; 4 database points, 1 graphs\n"
+    )
