@@ -49,6 +49,7 @@ POSTFIX_MILTER_SPEC = "unix:/milter-manager/milter-manager.sock"
 MAILBOX = "/var/mail/vhosts/inbox/new"
 DKIM_SELECTOR = "mail"
 DKIM_DOMAIN = "example.com"
+BRANCH_NETWORK = "203.0.113.0/24"  # documentation addresses, only ever XCLIENT data
 
 SPAMD_SOCKET = "/run/spamd/spamd.sock"
 SPAMASS_SOCKET = "/var/spool/postfix/spamass/spamass.sock"
@@ -71,6 +72,12 @@ GREYLIST_REPLY = ("451", "4.7.1", "Greylisting in action, please come back later
 SPAMASS_OPTIONS = "-u spamass-milter -m -r 15"
 SPAMASSASSIN_NO_DNS = ("skip_rbl_checks 1", "dns_available no")
 CLAMAV_MILTER_SETTINGS = ("OnInfected Reject", "AddHeader Replace")
+OPENDKIM_SETTINGS = (
+    f"Domain {DKIM_DOMAIN}",
+    f"Selector {DKIM_SELECTOR}",
+    f"KeyFile /etc/dkimkeys/{DKIM_SELECTOR}.private",
+    f"InternalHosts 127.0.0.1,{BRANCH_NETWORK}",
+)
 POSTFIX_MILTER_SETTINGS = (
     "milter_protocol = 6",
     "milter_default_action = accept",
@@ -171,12 +178,14 @@ def configure_clamav(c: SystemdContainer) -> None:
 
 
 def configure_opendkim(c: SystemdContainer) -> None:
-    """Sign mail from example.com (Debian's opendkim signs for InternalHosts: 127.0.0.1)."""
+    """Sign mail from example.com for clients in InternalHosts.
+
+    Besides this host, InternalHosts names a "branch office" network (TEST-NET-3, which the
+    Remote Network condition calls remote): one message from there meets all the children.
+    """
     c.run(["opendkim-genkey", "-D", "/etc/dkimkeys", "-d", DKIM_DOMAIN, "-s", DKIM_SELECTOR])
     c.run(["chown", "opendkim:opendkim", f"/etc/dkimkeys/{DKIM_SELECTOR}.private"])
-    c.run("printf 'Domain %s\\nSelector %s\\nKeyFile %s\\n' "
-          f"{DKIM_DOMAIN} {DKIM_SELECTOR} /etc/dkimkeys/{DKIM_SELECTOR}.private"
-          " >> /etc/opendkim.conf")
+    c.run("cat >> /etc/opendkim.conf", input="\n" + "\n".join(OPENDKIM_SETTINGS) + "\n")
 
 
 def install_greylist_standin(c: SystemdContainer) -> None:
