@@ -794,6 +794,12 @@ class Session:
     def _report(self, child: _Child) -> None:
         if not child.reported:
             child.reported = True
+            if (
+                child.connection_left is _Left.CONDITION
+                and child.last_stage is Stage.NEGOTIATE
+                and not child.failed
+            ):
+                return  # kept out before its first stage: it took no part in this session
             self._out.append(
                 ChildFinished(
                     child.index,

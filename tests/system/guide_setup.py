@@ -410,11 +410,12 @@ class GuideHost:
     def manager_entries(self, cursor: str, **matches: str) -> list[dict[str, Any]]:
         """milter-manager's journal entries after ``cursor`` whose fields equal ``matches``.
 
-        Filtered here: journalctl 252 returns nothing for --after-cursor with matches.
+        Filtered here, unit included: journalctl 252 combining --after-cursor with a match
+        (even -u) drops the first matching entry after the cursor, or returns nothing.
         """
-        output = self.c.run(["journalctl", f"--after-cursor={cursor}", "-u", MANAGER,
+        output = self.c.run(["journalctl", f"--after-cursor={cursor}",
                              "-o", "json", "--all", "--no-pager"]).stdout
-        wanted = {"SYSLOG_IDENTIFIER": "milter-manager", **matches}
+        wanted = {"SYSLOG_IDENTIFIER": "milter-manager", "_SYSTEMD_UNIT": MANAGER, **matches}
         found = []
         for line in output.splitlines():
             if line.strip():

@@ -631,3 +631,12 @@ def test_data_conditions_decide_when_data_is_synthesised() -> None:
     sent = driver.mta(m.EndOfMessage())
     assert commands(sent, 0) == [m.Abort()]
     assert to_mta(sent) == [m.Accept()]
+
+
+def test_child_kept_out_from_the_start_is_not_reported() -> None:
+    """Per-milter statistics count only sessions the child took part in."""
+    driver = Driver.start([ChildSettings("grey", conditions=(Never(),)), "b"])
+    driver.mta(CONNECT)
+    driver.child(1, m.Continue())
+    out = driver.mta(m.Quit())
+    assert [f.name for f in finished(out)] == ["b"]
