@@ -21,7 +21,6 @@ import email
 import email.policy
 import json
 import shlex
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -30,7 +29,9 @@ from typing import Any
 
 from tests.harness.postfix import SwaksResult
 from tests.harness.real_milters import EICAR, GTUBE, SPAMASS_REJECT
+from tests.system import probes
 from tests.system.container import SystemdContainer
+from tests.system.probes import wait_for
 
 __all__ = ["EICAR", "GTUBE", "SPAMASS_REJECT", "Backup", "GuideHost", "restore", "set_up"]
 
@@ -113,14 +114,6 @@ CREATED_PATHS = (
 )
 # Packaged services the guide starts (restarted with their original files afterwards).
 PACKAGED_SERVICES = ("spamd", "spamass-milter", "clamav-daemon", "clamav-milter", "opendkim")
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -400,29 +393,11 @@ class GuideHost:
                           check=False).stdout
 
     def journal_cursor(self) -> str:
-        output = self.c.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor",
-                             "--no-pager"]).stdout
-        for line in output.splitlines():
-            if line.startswith("-- cursor: "):
-                return line.removeprefix("-- cursor: ")
-        raise AssertionError(f"no cursor in {output!r}")
+        return probes.journal_cursor(self.c)
 
     def manager_entries(self, cursor: str, **matches: str) -> list[dict[str, Any]]:
-        """milter-manager's journal entries after ``cursor`` whose fields equal ``matches``.
-
-        Filtered here, unit included: journalctl 252 combining --after-cursor with a match
-        (even -u) drops the first matching entry after the cursor, or returns nothing.
-        """
-        output = self.c.run(["journalctl", f"--after-cursor={cursor}",
-                             "-o", "json", "--all", "--no-pager"]).stdout
-        wanted = {"SYSLOG_IDENTIFIER": "milter-manager", "_SYSTEMD_UNIT": MANAGER, **matches}
-        found = []
-        for line in output.splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                if all(entry.get(key) == value for key, value in wanted.items()):
-                    found.append(entry)
-        return found
+        """milter-manager.service's own entries after ``cursor`` whose fields equal ``matches``."""
+        return probes.manager_entries(self.c, cursor, _SYSTEMD_UNIT=MANAGER, **matches)
 
     def wait_for_session_ends(self, cursor: str, count: int) -> None:
         """Until at least ``count`` sessions after ``cursor`` ended and none is still open.

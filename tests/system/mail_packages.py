@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.system import probes
 from tests.system.container import SystemdContainer
 
 SERVICE = "milter-manager.service"
@@ -167,12 +168,7 @@ class MailHost:
         return result.stdout
 
     def journal_cursor(self) -> str:
-        output = self.c.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor",
-                             "--no-pager"]).stdout
-        for line in output.splitlines():
-            if line.startswith("-- cursor: "):
-                return line.removeprefix("-- cursor: ")
-        raise AssertionError(f"no cursor in {output!r}")
+        return probes.journal_cursor(self.c)
 
     def manager_entries(self, cursor: str) -> list[dict[str, Any]]:
         """Journal entries of milter-manager.service after ``cursor`` (filtered here: journalctl

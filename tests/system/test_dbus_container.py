@@ -16,7 +16,7 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from tests.system.container import SystemdContainer
+from tests.system.probes import journal_cursor, show, wait_for
+from tests.system.probes import manager_entries as entries
 
 pytestmark = pytest.mark.system
 
@@ -115,19 +117,6 @@ class Bench:
 # ---------------------------------------------------------------- helpers
 
 
-def show(c: SystemdContainer, unit: str, *properties: str) -> dict[str, str]:
-    output = c.run(["systemctl", "show", *[f"-p{p}" for p in properties], unit]).stdout
-    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def busctl(
     c: SystemdContainer, verb: str, *args: str, user: str | None = None, check: bool = True,
     options: tuple[str, ...] = (),
@@ -156,31 +145,6 @@ def dbus_send(c: SystemdContainer, method: str, *args: str,
 def reload_bus_config(c: SystemdContainer) -> None:
     c.run(["busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
            "org.freedesktop.DBus", "ReloadConfig"])
-
-
-def journal_cursor(c: SystemdContainer) -> str:
-    output = c.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager"]).stdout
-    for line in output.splitlines():
-        if line.startswith("-- cursor: "):
-            return line.removeprefix("-- cursor: ")
-    raise AssertionError(f"no cursor in {output!r}")
-
-
-def entries(c: SystemdContainer, cursor: str, **matches: str) -> list[dict[str, Any]]:
-    """The daemon's journal entries after ``cursor`` whose fields equal ``matches``.
-
-    Filtered here: journalctl 252 may return nothing for --after-cursor combined with matches.
-    """
-    output = c.run(["journalctl", f"--after-cursor={cursor}", "-o", "json", "--all",
-                    "--no-pager"]).stdout
-    wanted = {"SYSLOG_IDENTIFIER": "milter-manager", **matches}
-    found = []
-    for line in output.splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            if all(entry.get(key) == value for key, value in wanted.items()):
-                found.append(entry)
-    return found
 
 
 def wait_for_entries(c: SystemdContainer, cursor: str, count: int,

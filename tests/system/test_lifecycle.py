@@ -8,14 +8,15 @@ stops gracefully with exit status 0, D-Bus Reload() on org.miltermanager.Manager
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.system.container import SystemdContainer
+from tests.system.probes import journal_cursor, show, wait_for
+from tests.system.probes import manager_entries as entries
 
 pytestmark = pytest.mark.system
 
@@ -58,50 +59,10 @@ print("quit", flush=True)
 """
 
 
-def show(c: SystemdContainer, unit: str, *properties: str) -> dict[str, str]:
-    args = [f"-p{name}" for name in properties]
-    output = c.run(["systemctl", "show", *args, unit]).stdout
-    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def session(c: SystemdContainer, user: str = "postfix") -> list[str]:
     c.write_file("/var/tmp/mmd-mta-client.py", CLIENT)
     result = c.run(["python3", "/var/tmp/mmd-mta-client.py", SOCKET], user=user, timeout=120)
     return result.stdout.splitlines()
-
-
-def journal_cursor(c: SystemdContainer) -> str:
-    output = c.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager"]).stdout
-    for line in output.splitlines():
-        if line.startswith("-- cursor: "):
-            return line.removeprefix("-- cursor: ")
-    raise AssertionError(f"no cursor in {output!r}")
-
-
-def entries(c: SystemdContainer, cursor: str, **matches: str) -> list[dict[str, Any]]:
-    """milter-manager's entries after ``cursor`` whose fields equal ``matches``.
-
-    Filtered here: journalctl 252 returns nothing for --after-cursor combined with matches.
-    """
-    output = c.run(["journalctl", f"--after-cursor={cursor}", "-o", "json", "--all",
-                    "--no-pager"]).stdout
-    found = []
-    for line in output.splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        wanted = {"SYSLOG_IDENTIFIER": "milter-manager", **matches}
-        if all(entry.get(key) == value for key, value in wanted.items()):
-            found.append(entry)
-    return found
 
 
 def ensure_running(c: SystemdContainer) -> dict[str, str]:

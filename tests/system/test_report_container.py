@@ -23,6 +23,7 @@ with a fresh state directory), so sessions other system tests sent do not count.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -37,6 +38,7 @@ from typing import Any
 import pytest
 
 from tests.system.container import SystemdContainer
+from tests.system.probes import journal_cursor, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -196,14 +198,6 @@ def expected(mix: list[Session]) -> Expected:
 # --------------------------------------------------------------------------- helpers
 
 
-def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def is_active(c: SystemdContainer, unit: str) -> bool:
     return c.run(["systemctl", "is-active", "--quiet", unit], check=False).returncode == 0
 
@@ -236,12 +230,8 @@ def send(c: SystemdContainer, session: Session) -> tuple[str, str | None]:
             reasons[0].removeprefix("Quarantine reason: ") if reasons else None)
 
 
-def journal_cursor(c: SystemdContainer) -> str:
-    output = c.run(["journalctl", "-n", "1", "-o", "cat", "--show-cursor", "--no-pager"]).stdout
-    for line in output.splitlines():
-        if line.startswith("-- cursor: "):
-            return line.removeprefix("-- cursor: ")
-    raise AssertionError(f"no cursor in {output!r}")
+def socket_exists(c: SystemdContainer, path: str) -> bool:
+    return c.run(["test", "-S", path], check=False).returncode == 0
 
 
 def run_report(c: SystemdContainer) -> str:
@@ -358,8 +348,7 @@ def mix_setup(installed_mmd: SystemdContainer) -> Iterator[SystemdContainer]:
                    "--script", f"@{CHILD_DIR}/{name}.json"])
         for name in child_scripts():
             sock = f"{CHILD_DIR}/{name}.sock"
-            wait_for(lambda sock=sock: c.run(["test", "-S", sock], check=False).returncode == 0,
-                     f"the child socket {sock}")
+            wait_for(functools.partial(socket_exists, c, sock), f"the child socket {sock}")
 
         # mmd with exactly these children (detected milters turned off), started afresh
         c.write_file(CONFIG, configuration(detected_milters(c)))
