@@ -148,6 +148,32 @@ def test_reload_returns_after_the_reload(manager: SystemdContainer) -> None:
     assert after["StatusText"]
 
 
+def test_session_opened_before_a_reload_completes(manager: SystemdContainer) -> None:
+    c = manager
+    before = ensure_running(c)
+    c.write_file("/var/tmp/mmd-mta-client.py", CLIENT)
+    client = c.popen(["python3", "/var/tmp/mmd-mta-client.py", SOCKET, "hold"], user="postfix")
+    assert client.stdout is not None and client.stdin is not None
+    try:
+        assert client.stdout.readline().strip() == "negotiate O"
+        assert client.stdout.readline().startswith("connect ")
+        assert client.stdout.readline().strip() == "in-session"
+        cursor = journal_cursor(c)
+        c.run(["systemctl", "reload", SERVICE], timeout=130)
+        assert [e["MMD_STATUS"] for e in entries(c, cursor, MMD_EVENT="reload")] == ["success"]
+        # the session that started with the old generation goes on to its end
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "quit"
+        assert client.wait(timeout=30) == 0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert show(c, SERVICE, "MainPID")["MainPID"] == before["MainPID"]
+    assert session(c)[0] == "negotiate O"  # and new sessions are served
+
+
 def test_sighup_reloads(manager: SystemdContainer) -> None:
     c = manager
     before = ensure_running(c)
