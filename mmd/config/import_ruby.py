@@ -11,6 +11,7 @@ admin knows exactly what is left to do by hand.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mmd.config.keys import MANAGER_KEYS, MILTER_KEYS
@@ -380,12 +381,12 @@ def _array(text: str) -> tuple[list[object], str]:
 # --- splitting the text into statements ---------------------------------------
 
 
-def _strip_comment(line: str) -> str:
-    """Drop a ``# comment``, leaving ``#`` inside strings alone."""
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """(position, character) of every character outside Ruby string literals."""
     quote = ""
     i = 0
-    while i < len(line):
-        char = line[i]
+    while i < len(text):
+        char = text[i]
         if quote:
             if char == "\\":
                 i += 2
@@ -394,53 +395,36 @@ def _strip_comment(line: str) -> str:
                 quote = ""
         elif char in "\"'":
             quote = char
-        elif char == "#":
-            return line[:i].rstrip()
+        else:
+            yield i, char
         i += 1
+
+
+def _strip_comment(line: str) -> str:
+    """Drop a ``# comment``, leaving ``#`` inside strings alone."""
+    for i, char in _unquoted(line):
+        if char == "#":
+            return line[:i].rstrip()
     return line.rstrip()
 
 
 def _open_brackets(text: str) -> int:
     depth = 0
-    quote = ""
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char in "([":
+    for _, char in _unquoted(text):
+        if char in "([":
             depth += 1
         elif char in ")]":
             depth -= 1
-        i += 1
     return depth
 
 
 def _split_semicolons(text: str) -> list[str]:
     parts: list[str] = []
-    quote = ""
     start = 0
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if quote:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = ""
-        elif char in "\"'":
-            quote = char
-        elif char == ";":
+    for i, char in _unquoted(text):
+        if char == ";":
             parts.append(text[start:i].strip())
             start = i + 1
-        i += 1
     parts.append(text[start:].strip())
     return [p for p in parts if p]
 
