@@ -1,0 +1,1 @@
+"""Support code shared by the unit, integration, system and VM tests."""
