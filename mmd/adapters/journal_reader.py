@@ -41,7 +41,8 @@ class JournalQuery:
 
 
 def command(query: JournalQuery) -> list[str]:
-    args = [JOURNALCTL, "--output=export", "--no-pager", "--quiet"]
+    # no --quiet: it also hides "No journal files were found.", which must reach the user
+    args = [JOURNALCTL, "--output=export", "--no-pager"]
     if query.directory is not None:
         args.append(f"--directory={query.directory}")
     if query.after_cursor:
@@ -53,6 +54,16 @@ def command(query: JournalQuery) -> list[str]:
     args.append(f"SYSLOG_IDENTIFIER={query.identifier}")
     args.extend(f"MMD_EVENT={event}" for event in query.events)
     return args
+
+
+NO_FILES = "No journal files were found."
+
+
+def describe(query: JournalQuery) -> str:
+    """Where the entries come from, in words (for the summary and the page)."""
+    where = (f"the journal files in {query.directory}" if query.directory is not None
+             else "the system journal")
+    return f"{where} (SYSLOG_IDENTIFIER={query.identifier})"
 
 
 def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
@@ -85,9 +96,13 @@ def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def read_entries(query: JournalQuery) -> Iterator[Iterator[dict[str, Any]]]:
+def read_entries(
+    query: JournalQuery, notes: list[str] | None = None
+) -> Iterator[Iterator[dict[str, Any]]]:
     """Entries in journal order as dicts of strings. Raises JournalReadError when journalctl
-    fails (bad cursor, unreadable journal), after the entries it did print."""
+    fails (bad cursor, unreadable journal) or finds no journal file at all, after the entries
+    it did print; its other messages (e.g. the hint about missing group rights) go to
+    ``notes``."""
     # a file, not a pipe: a full pipe would stall journalctl while we read stdout
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     try:
@@ -105,10 +120,18 @@ def read_entries(query: JournalQuery) -> Iterator[Iterator[dict[str, Any]]]:
         yield from parse_export(process.stdout)
         code = process.wait()
         finished = True
+        stderr.seek(0)
+        error = stderr.read().decode(errors="replace").strip()
         if code != 0:
-            stderr.seek(0)
-            error = stderr.read().decode(errors="replace").strip()
             raise JournalReadError(f"journalctl failed (exit status {code}): {error}")
+        if NO_FILES in error:
+            raise JournalReadError(
+                f"journalctl found no journal files in {describe(query)}: is journald "
+                "running and does it store the journal (Storage=)? Without journald, see "
+                "--from-file"
+            )
+        if notes is not None and error:
+            notes.extend(line for line in error.splitlines() if line.strip())
 
     try:
         yield entries()

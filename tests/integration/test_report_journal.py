@@ -26,6 +26,7 @@ import pytest
 
 from mmd.adapters import rrd
 from mmd.report.graphs import all_graphs
+from mmd.report.run import DatabaseReadings
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNALD = "/lib/systemd/systemd-journald"
@@ -301,7 +302,8 @@ def drawn_legends(info: dict[str, str]) -> list[str]:
 def check_graphs(tmp_path: Path, now: float, want: dict[str, Any]) -> None:
     html = (tmp_path / "html" / "index.html").read_text()
     rrd_folder = tmp_path / "state" / "rrd"
-    pages = all_graphs(rrd_folder, ["clamav", "spamass"], int(now))
+    pages = all_graphs(rrd_folder, ["clamav", "spamass"], int(now // 60 * 60),
+                       DatabaseReadings())
     assert len(pages) == 4
     for _, graphs in pages:
         for graph in graphs:

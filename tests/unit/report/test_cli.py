@@ -45,7 +45,8 @@ def test_summaries() -> None:
     result = Result(summary, Totals(sessions=Counter({"pass": 5})), "c", points=4,
                     graphs=[Path("a.png")])
     assert summary_text(result) == (
-        "journal entries read: 7\n"
+        "read from: the system journal\n"
+        "entries read: 7\n"
         "sessions: 4\n"
         "  pass: 2\n  accept: 0\n  reject: 1\n  discard: 0\n  temporary-failure: 0\n"
         "  quarantine: 0\n  abort: 0\n  continue: 1\n"
@@ -56,5 +57,6 @@ def test_summaries() -> None:
     )
     assert summary_line(result) == (
         "read 7 entries, 4 sessions (continue=1 pass=2 reject=1), "
-        "2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC; 4 database points, 1 graphs\n"
+        "2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC; 4 database points, 1 graphs "
+        "from the system journal\n"
     )
