@@ -57,13 +57,30 @@ def command(query: JournalQuery) -> list[str]:
 
 
 NO_FILES = "No journal files were found."
+SYSTEM_JOURNALS = (Path("/var/log/journal"), Path("/run/log/journal"))
+
+
+def journal_files_exist(directory: Path | None) -> bool:
+    """journalctl -o export says nothing when there is no journal at all: look ourselves."""
+    folders = SYSTEM_JOURNALS if directory is None else (directory,)
+    for folder in folders:
+        try:
+            if any(folder.rglob("*.journal")) or any(folder.rglob("*.journal~")):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _location(query: JournalQuery) -> str:
+    if query.directory is not None:
+        return f"the journal files in {query.directory}"
+    return "the system journal"
 
 
 def describe(query: JournalQuery) -> str:
     """Where the entries come from, in words (for the summary and the page)."""
-    where = (f"the journal files in {query.directory}" if query.directory is not None
-             else "the system journal")
-    return f"{where} (SYSLOG_IDENTIFIER={query.identifier})"
+    return f"{_location(query)} (SYSLOG_IDENTIFIER={query.identifier})"
 
 
 def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
@@ -117,18 +134,23 @@ def read_entries(
     def entries() -> Iterator[dict[str, Any]]:
         nonlocal finished
         assert process.stdout is not None
-        yield from parse_export(process.stdout)
+        count = 0
+        for entry in parse_export(process.stdout):
+            count += 1
+            yield entry
         code = process.wait()
         finished = True
         stderr.seek(0)
         error = stderr.read().decode(errors="replace").strip()
         if code != 0:
             raise JournalReadError(f"journalctl failed (exit status {code}): {error}")
-        if NO_FILES in error:
+        if NO_FILES in error or (count == 0 and not journal_files_exist(query.directory)):
+            where = ("/var/log/journal or /run/log/journal" if query.directory is None
+                     else str(query.directory))
             raise JournalReadError(
-                f"journalctl found no journal files in {describe(query)}: is journald "
-                "running and does it store the journal (Storage=)? Without journald, see "
-                "--from-file"
+                f"no journal to read: journalctl found no journal files in {where} "
+                "(is journald running, and does it keep a journal: Storage=?). "
+                "Without journald, read the daemon's log with --from-file"
             )
         if notes is not None and error:
             notes.extend(line for line in error.splitlines() if line.strip())
