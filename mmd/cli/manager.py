@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmd import __version__
+from mmd.cli.classic_options import add_classic_options, apply_classic_options
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
 from mmd.detection.model import DetectedMilter
 
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"milter-manager (mmd) {__version__}"
     )
+    add_classic_options(parser)
     return parser
 
 
@@ -125,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = {}
     if args.connection_spec:
         overrides["connection_spec"] = args.connection_spec
+    apply_classic_options(args, overrides)
     options = Options(
         config_dir=args.config_dir,
         overrides=overrides,
