@@ -174,7 +174,25 @@ def test_connection_failure_output(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["-s", spec]) == 1
     captured = capsys.readouterr()
     assert captured.out == f"Failed to connect to {spec}\n"
+    assert captured.err == ""
+    assert main(["-s", spec, "--threads", "2", "-v"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"Failed to connect to {spec}\n" * 2
     assert "No such file or directory" in captured.err
+
+
+def test_threads_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "not a positive number: 0" in capsys.readouterr().err
+
+
+def test_negotiate_version_default_is_the_classic_6() -> None:
+    from mmd.cli.test_server import options_from
+
+    assert options_from([]).session.negotiate_version == 6
+    assert options_from(["--negotiate-version", "2"]).session.negotiate_version == 2
 
 
 # ------------------------------------------------------------ changes
