@@ -206,18 +206,34 @@ def import_config(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="milter-manager import-config",
         description="Convert a classic milter-manager.local.conf (Ruby) to TOML on stdout; "
-        "what could not be converted is listed on stderr.",
+        "what could not be converted is listed on stderr. A define_milter without "
+        "connection_spec for a milter not detected on this host is written commented out "
+        "(with the reason), so the output always loads.",
     )
     parser.add_argument("file", type=Path, help="the classic configuration file")
+    parser.add_argument(
+        "--no-detection", action="store_true",
+        help="do not ask systemd which milters are installed: every define_milter without "
+        "connection_spec is then written commented out",
+    )
+    parser.add_argument(
+        "--detection-root", metavar="DIR", type=Path, default=Path("/"),
+        help="read milters' configuration files below DIR (default /)",
+    )
     args = parser.parse_args(list(argv))
     from mmd.config.import_ruby import import_ruby_config
+
+    detected: list[str] = []
+    if not args.no_detection:
+        milters, _ = _detector(args.detection_root)()
+        detected = [milter.name for milter in milters]
 
     try:
         text = args.file.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as error:
         print(f"milter-manager import-config: {error}", file=sys.stderr)
         return 1
-    toml_text, problems = import_ruby_config(text, str(args.file))
+    toml_text, problems = import_ruby_config(text, str(args.file), detected)
     sys.stdout.write(toml_text)
     for problem in problems:
         print(problem, file=sys.stderr)
