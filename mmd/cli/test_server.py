@@ -400,22 +400,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("--end-of-message-timeout", type=float, default=300.0, metavar="SECONDS",
         help="Give up waiting for the end-of-message reply after SECONDS; a progress "
         "reply restarts the wait. (default: %(default)s)")
-    add("--threads", type=_positive, default=1, metavar="N",
-        help="Run N sessions in parallel (as the classic tool's threads); each prints its "
-        "result, in the order the sessions were started. (default: %(default)s)")
+    add("-t", "--threads", type=_threads, default=0, metavar="N",
+        help="Run N sessions in parallel (the classic tool's threads); each prints its "
+        "result, in the order the sessions were started; 0 is one session. "
+        "(default: %(default)s)")
     add("-v", "--verbose", action="store_true",
         help="Trace every packet sent and received on standard error; with a connection "
         "failure, also say why on standard error.")
     return parser
 
 
-def _positive(text: str) -> int:
+def _threads(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a positive number: {text}")
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of threads: {text}")
     return value
 
 
@@ -582,8 +583,8 @@ def options_from(argv: Sequence[str] | None) -> Options:
     if color_value not in ("yes", "true", "no", "false", "auto"):
         raise UsageError(f"Invalid color value: {args.color}")
     color = color_value in ("yes", "true") or (color_value == "auto" and sys.stdout.isatty())
-    return Options(spec, str(spec), session, mail, timeouts, args.output_message, color,
-                   args.verbose, threads=args.threads)
+    return Options(spec, args.connection_spec, session, mail, timeouts, args.output_message, color,
+                   args.verbose, threads=max(1, args.threads))
 
 
 def _trace(direction: str, message: m.Message) -> None:
