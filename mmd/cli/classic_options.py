@@ -87,9 +87,14 @@ def add_classic_options(parser: argparse.ArgumentParser) -> None:
 
 def apply_classic_options(args: argparse.Namespace, overrides: MutableMapping[str, object]) -> None:
     """Map the classic options onto settings and log levels (after logging is set up); one
-    warning names every ignored option."""
+    warning names every ignored option, before a --log-level could hide it."""
     if args.socket_group_name:
         overrides["unix_socket_group"] = args.socket_group_name
+    ignored = [text for name, text in SYSTEMD_INSTEAD.items()
+               if getattr(args, name) is not None and getattr(args, name) is not False]
+    if ignored:
+        logging.getLogger("mmd").warning(
+            "ignored options of the classic milter-manager: %s", "; ".join(ignored))
     if args.log_level:
         names = args.log_level.split("|")
         general = [name for name in names if name != "statistics"]
@@ -97,8 +102,3 @@ def apply_classic_options(args: argparse.Namespace, overrides: MutableMapping[st
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else level)
         if level > logging.INFO and "statistics" in names:
             logging.getLogger(STATISTICS_LOGGER).setLevel(logging.INFO)
-    ignored = [text for name, text in SYSTEMD_INSTEAD.items()
-               if getattr(args, name) is not None and getattr(args, name) is not False]
-    if ignored:
-        logging.getLogger("mmd").warning(
-            "ignored options of the classic milter-manager: %s", "; ".join(ignored))

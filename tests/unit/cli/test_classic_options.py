@@ -62,6 +62,22 @@ def test_mapping_and_one_warning(
     assert "journalctl -u milter-manager" in text and "MainPID" in text
 
 
+def test_the_warning_shows_whatever_the_log_level(
+    capsys: pytest.CaptureFixture[str], root_level: object
+) -> None:
+    from mmd.adapters.journal import setup_logging
+
+    handler = setup_logging(False, use_journal=False)
+    try:
+        apply_classic_options(build_parser().parse_args(["--daemon", "--log-level=error"]), {})
+        logging.getLogger("mmd").warning("hidden by the level")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "ignored options of the classic milter-manager: --daemon" in err
+    assert "hidden by the level" not in err
+
+
 def test_debug_levels_are_verbose(root_level: object) -> None:
     for level in ("debug", "all", "trace|statistics"):
         apply_classic_options(build_parser().parse_args([f"--log-level={level}"]), {})
