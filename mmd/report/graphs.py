@@ -260,10 +260,21 @@ def _pad(labels: list[str]) -> list[str]:
     return [label.ljust(width) for label in labels]
 
 
+def _duration(seconds: int) -> tuple[int, str]:
+    """(count, unit): 120 -> (2, "minute"), 43200 -> (12, "hour")."""
+    minutes = seconds // 60
+    return (minutes, "minute") if minutes < 60 else (minutes // 60, "hour")
+
+
+def _span(seconds: int) -> str:
+    count, unit = _duration(seconds)
+    return f"{count}-{unit}"
+
+
 def _pixel_note(period: Period) -> str:
-    minutes = period.pixel // 60
-    span = f"{minutes} minutes" if minutes < 60 else f"{minutes // 60} hours"
-    return f"one pixel = {span}, drawn as the average per minute; max = the busiest minute"
+    count, unit = _duration(period.pixel)
+    return (f"one pixel = {count} {unit}{'s' if count > 1 else ''}, drawn as the average per "
+            "minute; max = the busiest minute")
 
 
 def sessions_graph(rrd_dir: Path, period: Period, end: int, readings: Readings) -> Graph:
@@ -374,8 +385,8 @@ def milter_elapsed_graph(
         f"AREA:ms#4a86e8:{_escape(legend)}\\l",
     ]
     build.comment(f"avg {average:.1f} ms")
-    slowest = "highest average"
-    build.args.append(f"COMMENT:{_escape(f'{slowest} {max(ratios, default=0.0):.1f} ms')}\\l")
+    slowest = f"max {max(ratios, default=0.0):.1f} ms ({_span(period.resolution)} average)"
+    build.args.append(f"COMMENT:{_escape(slowest)}\\l")
     build.legends.append(legend)
     build.colours.append("#4a86e8")
     return build.graph(f"{key}-elapsed-{period.name}.png", title)
