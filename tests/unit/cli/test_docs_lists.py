@@ -44,3 +44,20 @@ def test_classic_options_table_lists_every_classic_option() -> None:
                    "--show-config", "--verbose"):
         assert f"`{option}" in table, option
     assert len(SYSTEMD_INSTEAD) == 6
+
+
+def test_report_summary_examples_match_the_program() -> None:
+    from collections import Counter
+
+    from mmd.cli.report import summary_line
+    from mmd.report.aggregate import Summary, Totals
+    from mmd.report.run import Result
+
+    text = (ROOT / "docs" / "report.md").read_text()
+    source = "the system journal (SYSLOG_IDENTIFIER=milter-manager)"
+    empty = Result(Summary(), Totals(), None, source=source)
+    assert summary_line(empty) in text
+    burst = Result(Summary(entries=150, sessions=Counter(accept=50), first_time=1796523900,
+                           last_time=1796523949), Totals(), "c", points=12,
+                   graphs=[ROOT] * 24, source=source)
+    assert summary_line(burst) in text
