@@ -21,12 +21,20 @@ def manager(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
 
 
-@pytest.mark.parametrize("detection", [["--no-detection"], []])
-def test_imported_file_loads(tmp_path: Path, detection: list[str]) -> None:
+@pytest.mark.parametrize("detect", [False, True])
+def test_imported_file_loads(tmp_path: Path, detect: bool) -> None:
+    """With detection over an empty root (nothing installed: the same on every host) and
+    without detection."""
+    root = tmp_path / "root"
+    root.mkdir()
+    detection = ["--detection-root", str(root)] if detect else ["--no-detection"]
+    config = tmp_path / "etc"
+    config.mkdir()
     imported = manager("import-config", *detection, str(CLASSIC))
     assert imported.returncode == 0, imported.stderr
-    (tmp_path / "milter-manager.toml").write_text(imported.stdout)
-    shown = manager("--show-config", *detection, "--config-dir", str(tmp_path))
+    assert "# Commented out: 'clamav-milter' is not detected on this host" in imported.stdout
+    (config / "milter-manager.toml").write_text(imported.stdout)
+    shown = manager("--show-config", *detection, "--config-dir", str(config))
     assert shown.returncode == 0, shown.stderr
     assert 'connection_spec = "inet:10025@[127.0.0.1]"' in shown.stdout
 
