@@ -25,8 +25,7 @@ class UnixListener:
 
     path: str
     sock: socket.socket
-    device: int
-    inode: int
+    identity: tuple[int, int, int]  # device, inode, change time: inode numbers are reused
 
 
 def ensure_private_folders(root: Path, folder: Path) -> None:
@@ -75,14 +74,14 @@ def bind_unix_socket(path: str, mode: int, group: str = "", backlog: int = 1024)
             sock.bind(path)  # creates the file; a link already there is EADDRINUSE
         finally:
             os.umask(previous)
-        info = os.lstat(path)
         if gid != -1:
             os.chown(path, -1, gid, follow_symlinks=False)
+        identity = _identity(os.lstat(path))
         sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
-    return UnixListener(path, sock, info.st_dev, info.st_ino)
+    return UnixListener(path, sock, identity)
 
 
 def remove_unix_socket(listener: UnixListener) -> None:
@@ -91,9 +90,13 @@ def remove_unix_socket(listener: UnixListener) -> None:
         info = os.lstat(listener.path)
     except FileNotFoundError:
         return
-    if (info.st_dev, info.st_ino) == (listener.device, listener.inode):
+    if _identity(info) == listener.identity:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(listener.path)
+
+
+def _identity(info: os.stat_result) -> tuple[int, int, int]:
+    return info.st_dev, info.st_ino, info.st_ctime_ns
 
 
 def _group_id(name: str) -> int:

@@ -58,6 +58,7 @@ def config_files(config_dir: Path, problems: list[str]) -> list[Path]:
     try:
         os.stat(os.path.join(config_dir, "."))  # needs the right to enter the folder
     except FileNotFoundError:
+        _exists_as(config_dir, True, problems)  # a symbolic link to nothing is a problem
         return []
     except OSError as error:
         # e.g. a folder the daemon's user may not enter: a problem to report, not a crash

@@ -430,7 +430,7 @@ class Daemon:
             log.warning(
                 "reload: %s",
                 warning,
-                extra={"fields": {"MMD_EVENT": "reload", "MMD_REASON": warning}},
+                extra={"fields": {"MMD_EVENT": "configuration-warning", "MMD_REASON": warning}},
             )
 
     def _install(self, config: Configuration, generation: Generation) -> None:
