@@ -34,9 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
-            f"{NON_ROOT_SPEC_HELP} (as another user), unless systemd passes a socket "
-            "(LISTEN_FDS). Signals: SIGHUP reloads, SIGTERM stops after sessions in flight end. "
-            "Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml."
+            f"{NON_ROOT_SPEC_HELP} (as another user; without XDG_RUNTIME_DIR under "
+            "/tmp/milter-manager-UID, which must be a folder of that user writable by nobody "
+            "else), unless systemd passes a socket (LISTEN_FDS). The socket file it creates is "
+            "removed at exit. Signals: SIGHUP reloads, SIGTERM stops after sessions in flight "
+            "end. Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml; a "
+            "configuration with any problem is refused: at start every session then gets "
+            "temporary failure until a reload succeeds."
         ),
     )
     parser.add_argument(
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-config",
         action="store_true",
         help="print the effective configuration as TOML, each value with where it "
-        "came from, and exit",
+        "came from, and exit; exit status 1 (problems on stderr) when the daemon would "
+        "refuse it",
     )
     parser.add_argument(
         "--no-detection",

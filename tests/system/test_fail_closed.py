@@ -114,7 +114,13 @@ def test_broken_configuration_at_socket_activated_start_fails_closed(
 
 def test_show_config_fails_on_the_file_the_daemon_refuses(clean_start: SystemdContainer) -> None:
     c = clean_start
-    c.write_file(MAIN, '[manager]\nfallback_status = "tempfail"\n')
+    c.write_file(MAIN, '[[milter]]\nname = "extra"\nconnection_spec = "inet:10099@127.0.0.1"\n'
+                       'applicable_conditions = ["No Such Condition"]\n')
     result = c.run(["milter-manager", "--show-config"], check=False)
-    assert result.returncode == 1
-    assert f"{MAIN}:2: fallback_status: unknown status 'tempfail'" in result.stderr
+    assert result.returncode == 1, result.stdout
+    assert f"{MAIN}:4: milter extra: applicable_conditions: " in result.stderr
+    assert result.stdout == ""
+    # and the daemon refuses the same file at start
+    c.run(["systemctl", "start", SOCKET_UNIT])
+    assert mta_session(c) == "status: temporary-failure"
+    assert f"{MAIN}:4: milter extra" in show(c, SERVICE, "StatusText")["StatusText"]
