@@ -6,8 +6,9 @@ the command line (``apply_overrides``). Every value remembers where it came
 from so ``--show-config`` and error messages can say so.
 
 Errors never stop at the first one: every problem of every file is collected
-into one ConfigError, which also carries the configuration built from
-everything that was valid, because the daemon keeps running with what loaded.
+into one ConfigError. Any problem refuses the whole configuration (a value
+skipped would run with its default); the ConfigError still carries what was
+valid, from which a daemon refused at start takes only where to listen.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ TABLES = ("manager", "milter", "conditions")
 class ConfigError(ValueError):
     """One or more problems, each ``FILE:LINE: key: what is wrong``.
 
-    ``configuration`` is what loaded without the bad values, for a daemon
-    that logs the problems and carries on.
+    ``configuration`` is what loaded without the bad values; a daemon refused
+    at start takes from it only where to listen.
     """
 
     def __init__(self, problems: Sequence[str], configuration: Configuration | None = None):
