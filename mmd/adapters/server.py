@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import socket
-import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from mmd.adapters.children import ChildLink
-from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
+from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
 from mmd.engine.applicability import SessionFacts, Stage
 from mmd.engine.message import SpooledBody
@@ -341,22 +339,12 @@ class MtaProtocol(asyncio.Protocol):
 # ---------------------------------------------------------------- listening
 
 
-async def listen(
-    spec_text: str, state: ServerState, socket_mode: int = 0o660, socket_group: str = ""
-) -> asyncio.Server:
-    """Listen on a connection spec (unix sockets get the configured mode and group)."""
+async def listen(spec_text: str, state: ServerState) -> asyncio.Server:
+    """Listen on an inet or inet6 connection spec (Unix sockets: ``mmd.adapters.unix_socket``)."""
     loop = asyncio.get_running_loop()
     spec = parse_connection_spec(spec_text)
-    if isinstance(spec, UnixSpec):
-        _remove_stale_socket(spec.path)
-        server = await loop.create_unix_server(lambda: MtaProtocol(state), spec.path, backlog=1024)
-        os.chmod(spec.path, socket_mode)
-        if socket_group:
-            import grp
-
-            os.chown(spec.path, -1, grp.getgrnam(socket_group).gr_gid)
-        return server
-    assert isinstance(spec, InetSpec)
+    if not isinstance(spec, InetSpec):
+        raise ValueError(f"not an inet connection spec: {spec_text}")
     family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
     return await loop.create_server(
         lambda: MtaProtocol(state),
@@ -376,20 +364,3 @@ async def serve_socket(sock: socket.socket, state: ServerState) -> asyncio.Serve
         return await loop.create_unix_server(lambda: MtaProtocol(state), sock=sock)
     return await loop.create_server(lambda: MtaProtocol(state), sock=sock)
 
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: a leftover from a previous run
-    else:
-        raise OSError(f"{path} is in use by another process")
-    finally:
-        probe.close()

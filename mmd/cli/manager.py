@@ -35,9 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
-            f"{NON_ROOT_SPEC_HELP} (as another user), unless systemd passes a socket "
-            "(LISTEN_FDS). Signals: SIGHUP reloads, SIGTERM stops after sessions in flight end. "
-            "Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml."
+            f"{NON_ROOT_SPEC_HELP} (as another user; without XDG_RUNTIME_DIR under "
+            "/tmp/milter-manager-UID, which must be a folder of that user writable by nobody "
+            "else), unless systemd passes a socket (LISTEN_FDS). The socket file it creates is "
+            "removed at exit. Signals: SIGHUP reloads, SIGTERM stops after sessions in flight "
+            "end. Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml; a "
+            "configuration with any problem is refused: at start every session then gets "
+            "temporary failure until a reload succeeds."
         ),
     )
     parser.add_argument(
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-config",
         action="store_true",
         help="print the effective configuration as TOML, each value with where it "
-        "came from, and exit",
+        "came from, and exit; exit status 1 (problems on stderr) when the daemon would "
+        "refuse it",
     )
     parser.add_argument(
         "--no-detection",
@@ -109,6 +114,19 @@ def default_connection_spec() -> str:
     return f"unix:{runtime}/milter-manager/milter-manager.sock"
 
 
+def private_socket_root() -> Path:
+    """The top folder of the non-root default socket that must be the user's alone.
+
+    Under /tmp another local user could make /tmp/milter-manager-UID first and receive the
+    mail: the daemon refuses it, and every folder below it, unless it is a real folder (no
+    symbolic link) owned by this user and writable by nobody else (``mmd.adapters.unix_socket``).
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "milter-manager"
+    return Path(f"/tmp/milter-manager-{os.geteuid()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-config"]:
@@ -117,7 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mmd.cli.report import main as report_main
 
         return report_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.connection_spec:
+        from mmd.config.connection_spec import parse_connection_spec
+
+        try:
+            parse_connection_spec(args.connection_spec)
+        except ValueError as error:
+            parser.error(f"-s/--connection-spec: {error}")
 
     from mmd.adapters import event_loop
     from mmd.adapters.journal import setup_logging
@@ -145,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         overrides["connection_spec"] = default_connection_spec()
         options.overrides = overrides
+        if os.geteuid() != 0:
+            options.private_socket_root = private_socket_root()
     try:
         return event_loop.run(Daemon(options).run())
     except KeyboardInterrupt:
@@ -182,20 +210,24 @@ def _config_sets_spec(config_dir: Path) -> bool:
 
     try:
         config = load_configuration(config_dir)
-    except ConfigError:
-        return False
+    except ConfigError as error:  # refused: still listen where the files say (if valid)
+        if error.configuration is None:
+            return False
+        config = error.configuration
     return str(config.manager.origin("connection_spec")) != "default"
 
 
 def show_config(options: object) -> int:
+    """Print the configuration a reload would install; exit 1 when a reload would refuse it."""
     from mmd.config.loader import ConfigError
     from mmd.config.show import render_show_config
-    from mmd.daemon.service import Options, load
+    from mmd.control import InvalidConfiguration
+    from mmd.daemon.service import Options, load_checked
 
     assert isinstance(options, Options)
     try:
-        config = load(options, {})
-    except ConfigError as error:
+        config, _ = load_checked(options, {}, 0)
+    except (ConfigError, InvalidConfiguration) as error:
         print(f"milter-manager: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(render_show_config(config))
