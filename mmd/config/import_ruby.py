@@ -44,6 +44,11 @@ _NO_EQUIVALENT: dict[str, str] = {
 _CONDITION_HINT = "applicable conditions are set in [conditions] (docs/configuration.md)"
 _CONDITION_OBJECTS = ("remote_network", "stress", "restrict_accounts", "trusted_domain")
 _CONDITION_CALLS = ("define_applicable_condition", "restrict_accounts_by_")
+# The classic manager names the authentication conditions after the act, mmd after the client.
+_CLASSIC_CONDITION_NAMES = {
+    "Authentication": "Authenticated",
+    "Unauthentication": "Unauthenticated",
+}
 
 _DEFINE_MILTER = re.compile(
     r"""^define_milter\s*\(?\s*(?P<q>["'])(?P<name>[^"']+)(?P=q)\s*\)?\s*"""
@@ -236,6 +241,7 @@ def _milter_statement(state: _Import, milter: _Milter, var: str, line: int, stmt
         if rest or not isinstance(value, str):
             state.skip(line, stmt, "expected one condition name in quotes")
             return
+        value = _CLASSIC_CONDITION_NAMES.get(value, value)
         current = milter.values.get("applicable_conditions", ([], line))[0]
         names = list(current) if isinstance(current, list) else []
         if value not in names:
