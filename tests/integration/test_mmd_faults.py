@@ -435,3 +435,79 @@ def test_mta_disconnect_fallback_is_configurable(
 
     ends = [line for line in log.splitlines() if "[session][end]" in line]
     assert "[session][end][body][discard]" in ends[0], ends
+
+
+# ------------------------------------------------------------ issue 13: changes never declared
+
+# what a child that negotiated no actions at all sends at end-of-message
+UNDECLARED_CHANGES = (
+    packet(b"h", b"X-Sneaky\0added\0")
+    + packet(b"e", b"<thief@example.net>\0")
+    + packet(b"+", b"<thief@example.net>\0")
+    + packet(b"-", b"<receiver@example.org>\0")
+    + packet(b"b", b"another body\r\n")
+    + packet(b"q", b"held by the sneaky child\0")
+)
+
+
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_child_making_changes_it_never_declared(
+    fallback: str, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory,
+    fake_children: Callable[..., FakeChild],
+) -> None:
+    def answer(code: bytes) -> bytes | None:
+        if code == b"O":
+            return NEGOTIATE_REPLY  # no actions
+        if code == b"E":
+            return UNDECLARED_CHANGES + CONTINUE_REPLY
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+
+    fake = fake_children("sneaky", answer)
+    daemon = mmd_daemon(milters=[
+        healthy(scripted_milter),
+        {"name": "faulty", "connection_spec": fake.spec, "fallback_status": fallback},
+    ])
+
+    two_sessions_give(daemon, FALLBACKS[fallback],
+                      "protocol violation: sent AddHeader without the add-header action "
+                      "negotiated", fallback)
+    run = run_test_server("-s", daemon.spec, "--output-message")
+    for trace in ("X-Sneaky", "thief", "another body", "quarantine", "held by"):
+        assert trace not in run.stdout, run.stdout
+    assert "- RCPT TO" not in run.stdout, run.stdout
+
+
+# ------------------------------------------------------------ issue 13: cut off mid-message
+
+
+def test_child_cut_off_at_end_of_message_is_recorded_as_failed(
+    mmd_daemon: MmdDaemonFactory, fake_children: Callable[..., FakeChild],
+) -> None:
+    def answer(code: bytes) -> bytes | list[bytes | float] | None:
+        if code == b"O":
+            return NEGOTIATE_ADD_HEADERS
+        if code == b"E":
+            return [packet(b"h", b"X-Half\0done\0"), 3.0, CONTINUE_REPLY]
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+
+    fake = fake_children("slow", answer)
+    daemon = mmd_daemon(milters=[{"name": "slow", "connection_spec": fake.spec}])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mta:
+        mta.settimeout(10)
+        mta.connect(str(daemon.socket_path))
+        from mmd.protocol import messages as m
+        from mmd.protocol.codec import encode
+
+        mta.sendall(mta_packets() + encode(m.EndOfMessage()))
+        for _ in range(6):  # negotiate .. data
+            head = _read_exact(mta, 4)
+            assert head is not None
+            assert _read_exact(mta, struct.unpack(">I", head)[0]) is not None
+        time.sleep(0.5)  # the child got end-of-message and works on it
+    log = daemon.wait_for_log("[session][end]")
+
+    verdicts = [line for line in log.splitlines() if "MMD_EVENT=milter-verdict" in line]
+    assert len(verdicts) == 1, log
+    assert "[end-of-message][accept]" in verdicts[0], verdicts[0]
+    assert "cut off at end-of-message: the MTA left" in verdicts[0]
+    assert daemon.log_lines("[milter][error]"), log
