@@ -486,6 +486,7 @@ class Session:
         elif self._phase is _Phase.NEW:
             # an MTA that skipped OPTNEG: nothing sensible to do but refuse
             self._out.append(ToMta(m.Tempfail()))
+            self._violation(f"{type(message).__name__} before the option negotiation")
         elif isinstance(message, m.Header | m.EndOfHeaders | m.Body):
             self._buffer(message)
         elif isinstance(message, m.EndOfMessage):

@@ -205,6 +205,15 @@ def test_an_offer_of_protocol_version_0_or_1_is_refused(version: int) -> None:
     assert driver.session.finished
 
 
+def test_a_command_before_the_option_negotiation_is_refused_and_logged() -> None:
+    driver = Driver(Session([ChildSettings("a")]))
+    out = driver.mta(m.Helo("early"))
+    assert to_mta(out) == [m.Tempfail()]
+    (error,) = [a for a in out if isinstance(a, MtaError)]
+    assert error.fatal and "Helo before the option negotiation" in error.reason
+    assert driver.session.finished
+
+
 # ---------------------------------------------------------------- the spool
 
 
