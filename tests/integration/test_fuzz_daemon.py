@@ -14,7 +14,6 @@ import random
 import socket
 import time
 from collections import Counter
-from pathlib import Path
 
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
@@ -23,6 +22,7 @@ from tests.harness.cli_runner import run_test_server
 from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
 from tests.support.fuzz import mutated_stream
+from tests.support.process_stats import open_files, rss_mb
 
 CONNECTIONS = 1000
 TIME_LIMIT = 60.0  # seconds for the whole run, whatever the machine's load
@@ -83,17 +83,6 @@ def violation(stream: bytes) -> str | None:
             negotiated = True
         elif not negotiated and not isinstance(message, m.Macro):
             return PREFIX
-
-
-def open_files(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def settle(daemon: MmdDaemon, sessions: int) -> None:

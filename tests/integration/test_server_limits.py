@@ -21,6 +21,7 @@ from mmd.protocol.codec import Decoder, Direction, encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Family
 from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.process_stats import rss_mb
 
 OFFER = encode(m.Negotiate(6, ALL_ACTIONS, ALL_STEPS))
 
@@ -101,13 +102,6 @@ def closed_by_mmd(client: socket.socket, within: float) -> bool:
     except ConnectionResetError:
         pass
     return True
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def send_for(client: socket.socket, packet: bytes, total: int, seconds: float) -> int:
