@@ -19,9 +19,19 @@ from typing import Any
 
 import pytest
 
+from mmd.protocol import messages as m
+from mmd.protocol.codec import encode
 from tests.harness.cli_runner import run_test_server
 from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.integration.test_server_limits import (
+    OFFER,
+    mta,
+    negotiated,
+    read_reply,
+    start_message,
+)
+from tests.support.process_stats import rss_mb
 
 FALLBACKS = {
     # fallback_status -> milter-test-server's status line (the healthy child adds a header)
@@ -495,9 +505,6 @@ def test_child_cut_off_at_end_of_message_is_recorded_as_failed(
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mta:
         mta.settimeout(10)
         mta.connect(str(daemon.socket_path))
-        from mmd.protocol import messages as m
-        from mmd.protocol.codec import encode
-
         mta.sendall(mta_packets() + encode(m.EndOfMessage()))
         for _ in range(6):  # negotiate .. data
             head = _read_exact(mta, 4)
@@ -511,3 +518,40 @@ def test_child_cut_off_at_end_of_message_is_recorded_as_failed(
     assert "[end-of-message][accept]" in verdicts[0], verdicts[0]
     assert "cut off at end-of-message: the MTA left" in verdicts[0]
     assert daemon.log_lines("[milter][error]"), log
+
+
+# ------------------------------------------------------------ issue 13: a big body, a slow child
+
+
+def test_a_big_body_for_a_child_that_reads_slowly_is_not_held_in_memory(
+    mmd_daemon: MmdDaemonFactory, fake_children: Callable[..., FakeChild]
+) -> None:
+    stalled = threading.Event()
+
+    def answer(code: bytes) -> bytes | list[bytes | float] | None:
+        if code == b"O":  # no reply wanted before end-of-message (libmilter's SMFIP_NR_*)
+            return packet(b"O", struct.pack(">III", 6, 0, NO_REPLY_STEPS))
+        if code == b"B" and not stalled.is_set():
+            stalled.set()
+            return [4.0]  # busy with the first chunk: reads nothing for 4 s
+        return CONTINUE_REPLY if code == b"E" else None
+
+    fake = fake_children("slow-reader", answer)
+    daemon = mmd_daemon(milters=[{"name": "slow", "connection_spec": fake.spec,
+                                  "writing_timeout": 30}])
+    with mta(daemon) as client:
+        decoder = start_message(client, b"")
+        before = rss_mb(daemon.pid)
+        body = encode(m.Body(b"x" * 65535))
+        for _ in range(40 * 1024 * 1024 // 65535):  # 40 MB, spooled to disk by mmd
+            client.sendall(body)
+        client.sendall(encode(m.EndOfMessage()))
+        assert stalled.wait(10)
+        time.sleep(1.5)  # mmd would now hold whatever the child does not take
+        growth = rss_mb(daemon.pid) - before
+        # other sessions are served meanwhile
+        with mta(daemon) as other:
+            other.sendall(OFFER)
+            assert negotiated(other, 5)
+        assert read_reply(client, decoder) == m.Continue()
+    assert growth < 16, f"a 40 MB body for a slow child grew mmd by {growth:.0f} MB"
