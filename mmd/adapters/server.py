@@ -222,8 +222,7 @@ class MtaProtocol(asyncio.Protocol):
                 break
             self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
             if session.finished:
-                self._close_mta()  # QUIT (or a protocol error): libmilter closes too
-                return
+                return  # closed when the session's end was recorded
         if session.backlog > _BACKLOG_LIMIT:
             self._pause_reading()
 
@@ -449,6 +448,8 @@ class MtaProtocol(asyncio.Protocol):
             )
             if not self._session.finished:  # QUIT_NC: a new SMTP session follows
                 self._begin()
+            else:  # QUIT, a protocol error or the MTA left: nothing more to read
+                self._close_mta()
 
 
 def _joined(parts: list[bytes]) -> bytes:

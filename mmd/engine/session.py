@@ -419,8 +419,8 @@ class Session:
         )
         for child in self._children:
             if not child.failed:
-                if child.awaiting is not None or child.draining:
-                    # cut off before it answered: no verdict of its own to record
+                if self._phase is _Phase.REPLAY and (child.awaiting is not None or child.draining):
+                    # cut off at end-of-message before it answered: no verdict to record
                     child.failed = True
                     child.result = child.settings.fallback
                     child.reason = f"cut off at {child.last_stage.value}: the MTA left"
