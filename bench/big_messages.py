@@ -1,6 +1,6 @@
 """Big messages through a no-reply child: does one large mail stall everybody else?
 
-Run: ``make bench`` or ``python bench/big_messages.py [--sizes 10,50,100]``.
+Run: ``make bench`` or ``python bench/big_messages.py [--sizes 10,50,100] [--replace]``.
 
 What it does, on loopback unix sockets in a fresh folder under /var/tmp:
 
@@ -9,6 +9,8 @@ What it does, on loopback unix sockets in a fresh folder under /var/tmp:
 * for each size, starts a fresh mmd (``python -m mmd.cli.manager --no-detection
   --no-dbus``) and sends one message of that many MB (64 KiB body chunks, as Postfix
   sends them) as an MTA would, up to the end-of-message verdict;
+* with ``--replace`` the child replaces the body at end-of-message by one of the same
+  size, so mmd streams a big new body to the MTA too;
 * meanwhile another thread opens new sessions one after another and times how long
   mmd takes to answer their option negotiation, and samples mmd's resident memory.
 
@@ -66,7 +68,8 @@ def read_reply(conn: socket.socket, decoder: Decoder) -> m.Message:
 
 
 def send_message(path: str, size_mb: int) -> str:
-    """One whole SMTP transaction carrying ``size_mb`` MB of body; returns the verdict."""
+    """One whole SMTP transaction carrying ``size_mb`` MB of body; returns the verdict
+    (with the MB of a new body the child sent, if any)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(600)
         conn.connect(path)
@@ -97,11 +100,15 @@ def send_message(path: str, size_mb: int) -> str:
             if body_reply:
                 read_reply(conn, decoder)
         conn.sendall(encode(m.EndOfMessage()))
+        new_body = 0
         while True:
             reply = read_reply(conn, decoder)
-            if not isinstance(reply, m.Progress | m.Modification):
+            if isinstance(reply, m.ReplaceBody):
+                new_body += len(reply.chunk)
+            elif not isinstance(reply, m.Progress | m.Modification):
                 conn.sendall(encode(m.Quit()))
-                return type(reply).__name__
+                replaced = f"+{new_body / 2**20:.0f}MB" if new_body else ""
+                return type(reply).__name__ + replaced
 
 
 class Prober(threading.Thread):
@@ -179,6 +186,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10,50,100",
                         help="comma-separated message sizes in MB (default 10,50,100)")
+    parser.add_argument("--replace", action="store_true",
+                        help="the child replaces the body by one of the same size")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's folder")
     return parser.parse_args(argv)
 
@@ -191,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(REPO / "bench" / "noreply_milter.c"),
                     "-lmilter", "-pthread"], check=True)
     child_path = str(folder / "child.sock")
-    child = subprocess.Popen([str(binary), f"unix:{child_path}"], stdin=subprocess.DEVNULL)
+    extra = ["--replace"] if args.replace else []
+    child = subprocess.Popen([str(binary), f"unix:{child_path}", *extra],
+                             stdin=subprocess.DEVNULL)
     results: list[Result] = []
     try:
         wait_for_socket(child_path, [child])
@@ -204,11 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     kept = f"; logs in {folder}" if args.keep else ""
-    print(f"\none message through a no-reply libmilter child while other sessions negotiate{kept}")
-    print(f"{'size':>7} {'seconds':>8} {'verdict':>9} {'probes':>7} {'longest wait s':>15}"
+    replacing = ", which replaces the body," if args.replace else ""
+    print(f"\none message through a no-reply libmilter child{replacing} while other sessions"
+          f" negotiate{kept}")
+    print(f"{'size':>7} {'seconds':>8} {'verdict':>14} {'probes':>7} {'longest wait s':>15}"
           f" {'RSS growth MB':>14}")
     for r in results:
-        print(f"{r.size_mb:>4} MB {r.seconds:>8.2f} {r.verdict:>9} {r.probes:>7}"
+        print(f"{r.size_mb:>4} MB {r.seconds:>8.2f} {r.verdict:>14} {r.probes:>7}"
               f" {r.longest_wait:>15.3f} {r.growth_mb:>14.1f}")
     worst_wait = max(r.longest_wait for r in results)
     worst_growth = max(r.growth_mb for r in results)
