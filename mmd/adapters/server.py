@@ -4,6 +4,12 @@ This is the per-packet hot path. Bytes from the MTA are decoded and handed
 to the session engine; the engine's actions are carried out at once, with no
 awaits in between, so the order the engine chose is the order on the wire.
 Child replies come back the same way through ``ChildLink`` callbacks.
+
+Nothing here holds more than a little per session: the engine streams big
+bodies a window at a time (``Drain``: carry on once the peer's socket took it,
+and never in the same loop pass, so other sessions get their turn), and the
+MTA is not read while its commands pile up behind busy children or while it
+does not read our answers.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Theory of operation
 The ``Session`` never touches a socket or a clock. The adapter feeds it what
 happened (``from_mta``, ``from_child``, ``child_failed``, ``mta_closed``) and
 gets back a list of actions to carry out, in order (``ToChild``, ``ToMta``,
-``CloseChild``) plus records to log (``ChildFinished``, ``ConditionSkipped``,
-``SessionFinished``). Connecting to a child is the adapter's business: it
-connects on the first ``ToChild`` for that child and reports a failure with
+``CloseChild``, ``Drain``/``MtaDrain``) plus records to log (``ChildFinished``,
+``ConditionSkipped``, ``SessionFinished``, ``MtaError``). Connecting to a child
+is the adapter's business: it connects on the first ``ToChild`` for that child
+and reports a failure with
 ``child_failed``; timeouts likewise (the ``expect_reply`` flag and the
 command's stage tell it which timeout to arm).
 
@@ -32,7 +33,18 @@ Rules, all in this file (reference-behaviour.md §2–§3):
 * An evaluation-mode child's negative verdicts count as accept and its
   changes are ignored; what it said is still reported.
 * Commands the MTA sends while children are still answering are queued and
-  handled in order, so a pipelining MTA cannot confuse the machine.
+  handled in order, so a pipelining MTA cannot confuse the machine (``backlog``
+  lets the adapter stop reading past a bound).
+* Bounded streaming: commands that want no reply (a body for a child that asked
+  for no per-chunk replies, a new body for the MTA) go a window of chunks at a
+  time; ``Drain``/``MtaDrain`` ask the adapter to call ``child_drained`` /
+  ``mta_drained`` once that peer's socket took them.
+* A child's end-of-message changes are held until its verdict: a change it did
+  not ask for at negotiation (its actions) is a protocol violation that fails
+  it, and a child that fails gets none of that message's changes through.
+* The MTA breaking the protocol (a second OPTNEG, version 0 or 1, a command
+  before OPTNEG) ends the session at once: ``MtaError(fatal=True)``. A body the
+  store cannot keep (a full disk) gives the message a temporary failure.
 """
 
 from __future__ import annotations
