@@ -8,9 +8,8 @@ gets back a list of actions to carry out, in order (``ToChild``, ``ToMta``,
 ``CloseChild``, ``Drain``/``MtaDrain``) plus records to log (``ChildFinished``,
 ``ConditionSkipped``, ``SessionFinished``, ``MtaError``). Connecting to a child
 is the adapter's business: it connects on the first ``ToChild`` for that child
-and reports a failure with
-``child_failed``; timeouts likewise (the ``expect_reply`` flag and the
-command's stage tell it which timeout to arm).
+and reports a failure with ``child_failed``; timeouts likewise (the
+``expect_reply`` flag and the command's stage tell it which timeout to arm).
 
 Rules, all in this file (reference-behaviour.md §2–§3):
 
