@@ -24,7 +24,7 @@ from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
 from tests.support.fuzz import mutated_stream
 from tests.support.process_stats import open_files, rss_mb
 
-CONNECTIONS = 1000
+CONNECTIONS = 3000
 TIME_LIMIT = 60.0  # seconds for the whole run, whatever the machine's load
 SESSION: list[m.CommandMessage] = [
     m.Negotiate(6, ALL_ACTIONS, ALL_STEPS),
