@@ -159,6 +159,8 @@ MANAGER_KEYS = _table(
         "Body bytes kept in memory per message before a temporary file."),
     Key("shutdown_timeout", "float", to_seconds,
         "Seconds SIGTERM waits for sessions in flight."),
+    Key("mta_idle_timeout", "float", to_seconds,
+        "Seconds an MTA connection may stay silent while mmd waits for it."),
 )
 
 MILTER_KEYS = _table(
