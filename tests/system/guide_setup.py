@@ -29,6 +29,7 @@ from typing import Any
 
 from tests.harness.postfix import SwaksResult
 from tests.harness.real_milters import EICAR, GTUBE, SPAMASS_REJECT
+from tests.support.docblocks import script
 from tests.system import probes
 from tests.system.container import SystemdContainer
 from tests.system.probes import wait_for
@@ -36,6 +37,7 @@ from tests.system.probes import wait_for
 __all__ = ["EICAR", "GTUBE", "SPAMASS_REJECT", "Backup", "GuideHost", "restore", "set_up"]
 
 ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "install-debian.md"
 
 MANAGER = "milter-manager.service"
 MANAGER_SOCKET_UNIT = "milter-manager.socket"
@@ -241,9 +243,15 @@ def postconf(c: SystemdContainer, *settings: str) -> None:
     c.run(["postconf", "-e", *settings])
 
 
+def run_guide_blocks(c: SystemdContainer, value: str, cwd: Path | str = "/",
+                     timeout: float = 600) -> None:
+    """The guide's shell blocks tagged ``run=value``, verbatim and in order, as root in ``cwd``."""
+    c.run(["bash", "-c", f"cd {cwd} && {{\n{script(GUIDE, 'run', value)}}}"], timeout=timeout)
+
+
 def enable_chroot_socket(c: SystemdContainer) -> None:
-    """The shipped drop-in: mmd's socket below /var/spool/postfix, where smtpd can see it."""
-    c.run(["install", "-D", "-m", "0644", CHROOT_EXAMPLE, CHROOT_DROPIN])
+    """The guide's block: the shipped drop-in puts mmd's socket below /var/spool/postfix."""
+    run_guide_blocks(c, "chroot")
 
 
 def start_services(c: SystemdContainer) -> None:

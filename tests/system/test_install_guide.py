@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.docblocks import runnable
 from tests.system.container import SystemdContainer
 from tests.system.guide_setup import (
     CHROOT_DROPIN,
@@ -30,6 +31,7 @@ from tests.system.guide_setup import (
     EICAR,
     GREYLIST_REPLY,
     GTUBE,
+    GUIDE,
     MANAGER,
     MANAGER_SOCKET,
     MANAGER_SOCKET_UNIT,
@@ -78,6 +80,15 @@ def test_the_debian_guide_shows_what_the_test_does() -> None:
     assert CHROOT_EXAMPLE in guide_text and CHROOT_DROPIN in guide_text
     for name in ("troubleshooting.md", "install-rhel.md"):
         assert (ROOT / "docs" / name).is_file(), name
+
+
+def test_the_readme_installs_as_the_guide_does() -> None:
+    """The README's Install blocks are the guide's, so the guide's test proves both."""
+    for value in ("build", "install"):
+        readme = [block.text for block in runnable(ROOT / "README.md", "run", value)]
+        guide = [block.text for block in runnable(GUIDE, "run", value)]
+        assert readme == guide, value
+    assert guide == ["apt install ./dist/milter-manager_*.deb\n"]
 
 
 def replies(result_transcript: str) -> str:
