@@ -140,9 +140,11 @@ LOAD = r"""
 sent=0; answered=0
 while [ ! -e /run/mmd-load-stop ]; do
   sent=$((sent + 1))
-  if PYTHONPATH={source} python3 -m mmd.cli.test_server -s unix:{socket} 2>/dev/null \
-       | grep -qx 'status: accept'; then
+  out="$(PYTHONPATH={source} python3 -m mmd.cli.test_server -s unix:{socket} 2>&1)" || true
+  if printf '%s\n' "$out" | grep -qx 'status: accept'; then
     answered=$((answered + 1))
+  else
+    printf '%s %s\n' "$(date +%T.%N)" "$out" >>/run/mmd-load-failures
   fi
 done
 echo "$sent $answered"
@@ -164,7 +166,7 @@ def test_upgrade_under_load_keeps_etc_and_every_session(package: Package) -> Non
     c.run(["systemctl", "start", MANAGER])
     old_pid = package.host.unit(MANAGER, "MainPID")["MainPID"]
     socket_since = package.host.unit(MANAGER_SOCKET_UNIT, "ActiveEnterTimestampMonotonic")
-    c.run(["rm", "-f", "/run/mmd-load-stop"])
+    c.run(["rm", "-f", "/run/mmd-load-stop", "/run/mmd-load-failures"])
     loads = [c.popen(["bash", "-c", LOAD.format(source=source, socket=MANAGER_SOCKET)])
              for _ in range(2)]
     try:
@@ -179,7 +181,9 @@ def test_upgrade_under_load_keeps_etc_and_every_session(package: Package) -> Non
     sent = sum(int(count[0]) for count in counts)
     answered = sum(int(count[1]) for count in counts)
     print(f"\nupgrade under load: {sent} sessions sent, {answered} answered", flush=True)
-    assert sent > 10 and answered == sent, counts
+    failures = c.run(["cat", "/run/mmd-load-failures"], check=False).stdout
+    journal = c.run(["journalctl", "-u", MANAGER, "-n", "60", "--no-pager"]).stdout
+    assert sent > 10 and answered == sent, f"{counts}\n{failures}\n{journal}"
     assert package.installed_version() == f"installed {upgrade_version}"
     assert c.read_file(LOCAL_CONFIG) == LOCAL_TEXT
     shown = c.run(["milter-manager", "--show-config"]).stdout
