@@ -91,6 +91,12 @@ def test_the_readme_installs_as_the_guide_does() -> None:
     assert guide == ["apt install ./dist/milter-manager_*.deb\n"]
 
 
+def test_every_runnable_block_of_the_guide_is_run_in_document_order() -> None:
+    """build (built_deb), install (installed_mmd), chroot (the guide fixture): nothing else."""
+    tagged = [block.tags["run"] for block in runnable(GUIDE)]
+    assert tagged == ["build", "install", "chroot"]
+
+
 def replies(result_transcript: str) -> str:
     return "\n".join(line for line in result_transcript.splitlines() if line.startswith("<"))
 
