@@ -173,14 +173,12 @@ def configure_clamav(c: SystemdContainer) -> None:
 
 
 def configure_opendkim(c: SystemdContainer) -> None:
-    """Sign mail from example.com for clients in InternalHosts.
+    """The guide's block: sign mail from example.com for clients in InternalHosts.
 
     Besides this host, InternalHosts names a "branch office" network (TEST-NET-3, which the
     Remote Network condition calls remote): one message from there meets all the children.
     """
-    c.run(["opendkim-genkey", "-D", "/etc/dkimkeys", "-d", DKIM_DOMAIN, "-s", DKIM_SELECTOR])
-    c.run(["chown", "opendkim:opendkim", f"/etc/dkimkeys/{DKIM_SELECTOR}.private"])
-    c.run("cat >> /etc/opendkim.conf", input="\n" + "\n".join(OPENDKIM_SETTINGS) + "\n")
+    run_guide_blocks(c, "opendkim")
 
 
 def install_greylist_standin(c: SystemdContainer) -> None:
@@ -211,7 +209,8 @@ def install_greylist_standin(c: SystemdContainer) -> None:
 
 
 def configure_postfix(c: SystemdContainer) -> None:
-    """main.cf for the "No configuration" install, with mmd as the only milter."""
+    """The test container's own settings (loopback only, virtual mailbox, XCLIENT), then the
+    guide's block: main.cf for the "No configuration" install, with mmd as the only milter."""
     c.run(["touch", "/etc/postfix/main.cf"])
     if c.run(["id", "vmail"], check=False).returncode != 0:
         c.run(["useradd", "--system", "--home-dir", "/var/mail/vhosts", "--shell",
@@ -235,8 +234,8 @@ def configure_postfix(c: SystemdContainer) -> None:
         f"virtual_uid_maps = static:{uid}",
         f"virtual_gid_maps = static:{gid}",
         "smtpd_authorized_xclient_hosts = 127.0.0.1",
-        *POSTFIX_MILTER_SETTINGS,
     )
+    run_guide_blocks(c, "postfix")
 
 
 def postconf(c: SystemdContainer, *settings: str) -> None:
@@ -291,12 +290,12 @@ def set_up(c: SystemdContainer) -> Backup:
     backup = Backup()
     backup.save(c)
     try:
+        enable_chroot_socket(c)
         configure_spamassassin(c)
         configure_clamav(c)
         configure_opendkim(c)
         install_greylist_standin(c)
         configure_postfix(c)
-        enable_chroot_socket(c)
         start_services(c)
     except BaseException:
         restore(c, backup)
