@@ -6,6 +6,9 @@ install guide's build step (``make deb``, the shell blocks of docs/install-debia
 install step (the blocks tagged ``run=install``: ``apt install ./dist/milter-manager_*.deb``)
 verbatim inside the container, and nothing else: whatever the package needs (user, D-Bus
 policy reload, group memberships, units) its maintainer scripts do, as on a reader's host.
+``guide_host`` configures the mail host of the guide once per session (Postfix and the
+children; spamd and clamd take long to start); the modules that use it run last, so no other
+module sees that host.
 """
 
 from __future__ import annotations
@@ -21,13 +24,25 @@ import pytest
 
 from tests.support.docblocks import script
 from tests.system.container import SystemdContainer
-from tests.system.guide_setup import GUIDE, run_guide_blocks
+from tests.system.guide_setup import GUIDE, restore, run_guide_blocks, set_up
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIVATE = "/usr/lib/milter-manager"
 # A python for probes run inside the container that imports the installed mmd and the
 # bundled cysystemd (a venv over Debian's python3 whose .pth names the package's folders).
 CONTAINER_PYTHON_DIR = "/var/lib/mmd-tests/python"
+
+
+# Modules that use ``guide_host``, in the order they run, after every other module.
+GUIDE_HOST_MODULES = ("test_install_guide.py", "test_package.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return GUIDE_HOST_MODULES.index(name) + 1 if name in GUIDE_HOST_MODULES else 0
+
+    items.sort(key=rank)  # stable: the order within each group stays as collected
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +110,14 @@ def container_python(installed_mmd: SystemdContainer) -> str:
     c.write_file(f"{site.stdout.strip()}/milter-manager.pth", f"{PRIVATE}\n{PRIVATE}/vendor\n")
     c.run([python, "-I", "-c", "import mmd, sdnotify, cysystemd"])
     return python
+
+
+@pytest.fixture(scope="session")
+def guide_host(installed_mmd: SystemdContainer) -> Iterator[SystemdContainer]:
+    """The install guide's mail host (Postfix, spamass-milter, clamav-milter, opendkim, the
+    greylist stand-in) around the installed mmd, put back as it was at the session's end."""
+    backup = set_up(installed_mmd)
+    try:
+        yield installed_mmd
+    finally:
+        restore(installed_mmd, backup)

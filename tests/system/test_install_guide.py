@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -42,8 +41,6 @@ from tests.system.guide_setup import (
     SPAMASS_REJECT,
     SPAMASSASSIN_NO_DNS,
     GuideHost,
-    restore,
-    set_up,
 )
 
 pytestmark = pytest.mark.system
@@ -54,19 +51,14 @@ MX = ("mx.example.net", "203.0.113.6")  # a regular mail server: S25R does not a
 
 
 @pytest.fixture(scope="module")
-def guide(installed_mmd: SystemdContainer) -> Iterator[GuideHost]:
-    c = installed_mmd
-    backup = set_up(c)
-    host = GuideHost(c)
-    try:
-        # the first mail starts mmd through its socket (and warms spamd up)
-        before = host.unit(MANAGER, "ActiveState")["ActiveState"]
-        first = host.send(client_name=MX[0], client_address=MX[1])
-        host.delivered(first, timeout=60)
-        host.first_mail_states = (before, host.unit(MANAGER, "ActiveState")["ActiveState"])
-        yield host
-    finally:
-        restore(c, backup)
+def guide(guide_host: SystemdContainer) -> GuideHost:
+    host = GuideHost(guide_host)
+    # the first mail starts mmd through its socket (and warms spamd up)
+    before = host.unit(MANAGER, "ActiveState")["ActiveState"]
+    first = host.send(client_name=MX[0], client_address=MX[1])
+    host.delivered(first, timeout=60)
+    host.first_mail_states = (before, host.unit(MANAGER, "ActiveState")["ActiveState"])
+    return host
 
 
 def test_the_debian_guide_shows_what_the_test_does() -> None:

@@ -27,9 +27,7 @@ from tests.system.guide_setup import (
     MANAGER_SOCKET,
     MANAGER_SOCKET_UNIT,
     GuideHost,
-    restore,
     run_guide_blocks,
-    set_up,
 )
 from tests.system.probes import wait_for
 
@@ -76,9 +74,8 @@ class Package:
 
 
 @pytest.fixture(scope="module")
-def package(installed_mmd: SystemdContainer, built_deb: Path) -> Iterator[Package]:
-    c = installed_mmd
-    backup = set_up(c)
+def package(guide_host: SystemdContainer, built_deb: Path) -> Iterator[Package]:
+    c = guide_host
     checkout = stage_deb(built_deb, c.state_dir / "package-checkout")
     try:
         yield Package(c, built_deb, checkout)
@@ -88,7 +85,6 @@ def package(installed_mmd: SystemdContainer, built_deb: Path) -> Iterator[Packag
         if left.installed_version() != f"installed {left.version}":
             c.run(["apt-get", "-y", "purge", "milter-manager"], check=False, timeout=300)
             run_guide_blocks(c, "install", checkout)
-        restore(c, backup)
 
 
 def test_selinux_is_not_enabled_in_the_container(package: Package) -> None:
