@@ -211,3 +211,27 @@ def test_purge_after_remove_then_reinstall(package: Package) -> None:
     introspected = c.run(["busctl", "introspect", BUS_NAME, OBJECT], timeout=60).stdout
     assert ".Reload" in introspected
     package.host.delivered(package.host.send(client_name=MX[0], client_address=MX[1]))
+
+
+def test_bus_name_is_taken_before_dpkg_triggers_run(package: Package) -> None:
+    """The user exists and D-Bus knows it when postinst ends, not only after dbus's trigger.
+
+    A daemon started between postinst and the trigger (Postfix connecting during a long apt
+    run) must get its bus name: postinst creates the user, then asks for ReloadConfig.
+    Without that call this fails with "not allowed to own the service" (checked by hand).
+    """
+    c = package.c
+    package.apt("purge", "milter-manager")
+    assert c.run(["getent", "passwd", "milter-manager"], check=False).returncode != 0
+    cursor = package.host.journal_cursor()
+    try:
+        c.run(["dpkg", "-i", "--no-triggers", f"{package.checkout}/dist/{package.deb.name}"],
+              timeout=300)
+        c.run(["systemctl", "start", MANAGER], timeout=60)
+        introspected = c.run(["busctl", "introspect", BUS_NAME, OBJECT], timeout=60).stdout
+        assert ".Reload" in introspected
+        messages = [entry.get("MESSAGE", "") for entry in package.host.manager_entries(cursor)]
+        assert not [text for text in messages if "not allowed to own" in text], messages
+    finally:
+        c.run(["dpkg", "--triggers-only", "--pending"], check=False, timeout=300)
+    assert package.installed_version() == f"installed {package.version}"
