@@ -20,7 +20,6 @@ import contextlib
 import email
 import email.policy
 import json
-import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -74,7 +73,6 @@ GREYLIST_REPLY = ("451", "4.7.1", "Greylisting in action, please come back later
 # (a test compares them).
 SPAMASS_OPTIONS = "-u spamass-milter -m -r 15"
 SPAMASSASSIN_NO_DNS = ("skip_rbl_checks 1", "dns_available no")
-CLAMAV_MILTER_SETTINGS = ("OnInfected Reject", "AddHeader Replace")
 OPENDKIM_SETTINGS = (
     f"Domain {DKIM_DOMAIN}",
     f"Selector {DKIM_SELECTOR}",
@@ -155,19 +153,8 @@ def configure_spamassassin(c: SystemdContainer) -> None:
 
 
 def configure_clamav(c: SystemdContainer) -> None:
-    """A local EICAR body signature (no freshclam here), reject infected mail, add headers."""
-    signature = f"Test.EICAR:0:*:{EICAR.encode().hex()}\n"
-    c.write_file("/var/lib/clamav/local.ndb", signature)
-    c.run(["chown", "clamav:clamav", "/var/lib/clamav/local.ndb"])
-    # clamav-daemon.service only starts when main.cvd and daily.cvd exist
-    c.write_file("/etc/systemd/system/clamav-daemon.service.d/local-signatures.conf",
-                 "[Unit]\nConditionPathExistsGlob=\n")
-    edits = [f"s/^{line.split()[0]} .*/{line}/" for line in CLAMAV_MILTER_SETTINGS]
-    c.run(["sed", "-i", *(f"-e{edit}" for edit in edits), "/etc/clamav/clamav-milter.conf"])
-    text = c.read_file("/etc/clamav/clamav-milter.conf")
-    for line in CLAMAV_MILTER_SETTINGS:
-        if line not in text.splitlines():
-            c.run(f"echo {shlex.quote(line)} >> /etc/clamav/clamav-milter.conf")
+    """The guide's blocks: reject infected mail, add headers, a local EICAR signature."""
+    run_guide_blocks(c, "clamav")
     # the test container masks clamav-milter (its boot would wait for clamd)
     c.run(["systemctl", "unmask", "clamav-milter"])
 
