@@ -140,14 +140,16 @@ class Backup:
 
 
 def configure_spamassassin(c: SystemdContainer) -> None:
-    """spamd without DNS; spamass-milter -m -r 15 and without Debian's -i 127.0.0.1."""
-    c.run("cat >> /etc/spamassassin/local.cf", input="\n" + "\n".join(SPAMASSASSIN_NO_DNS) + "\n")
+    """The guide's blocks (spamd without DNS; spamass-milter -m -r 15 without Debian's
+    -i 127.0.0.1), then the container's deviation: spamd on a unix socket, not 127.0.0.1:783."""
+    run_guide_blocks(c, "spamassassin")
+    options = f'OPTIONS="{SPAMASS_OPTIONS}"'
+    assert options in c.read_file("/etc/default/spamass-milter").splitlines()
     c.run(["sed", "-i", "s|^OPTIONS=.*|OPTIONS=\"--create-prefs --max-children 2 "
            f"--helper-home-dir --socketpath={SPAMD_SOCKET} --socketmode=0666\"|",
            "/etc/default/spamd"])
     c.write_file("/etc/systemd/system/spamd.service.d/guide-socket.conf",
                  "[Service]\nRuntimeDirectory=spamd\n")
-    # Debian's default is "-u spamass-milter -i 127.0.0.1": -i would ignore loopback clients.
     c.run(["sed", "-i", f"s|^OPTIONS=.*|OPTIONS=\"{SPAMASS_OPTIONS} -- -U {SPAMD_SOCKET}\"|",
            "/etc/default/spamass-milter"])
 
