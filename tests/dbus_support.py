@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -249,6 +250,7 @@ SYSTEM_CONFIG = """\
            send_interface="org.freedesktop.DBus.Introspectable"/>
   </policy>
   <include>{policy}</include>
+  {extra}
 </busconfig>
 """
 
@@ -261,29 +263,38 @@ class PrivateBus:
     pid: int
     directory: Path
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = False) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
         while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if keep:
+            (self.directory / "bus").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_bus(kind: str) -> PrivateBus:
+def start_bus(kind: str, directory: Path | None = None, extra: str = "") -> PrivateBus:
     """Start a private dbus-daemon: ``session`` (permissive) or ``system`` (default-deny + policy).
 
     The directory is world-searchable so callers running as other uids reach the socket.
+    Given ``directory`` (kept by ``stop(keep=True)``), a second bus there has the same
+    address: a restarted bus. ``extra`` goes into the system configuration (e.g. an
+    ``<includedir>`` a test fills later).
     """
     daemon = shutil.which("dbus-daemon")
     if daemon is None:
         raise RuntimeError("dbus-daemon is not installed (Debian package: dbus-daemon)")
-    directory = Path(tempfile.mkdtemp(prefix="mmd-dbus-"))
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="mmd-dbus-"))
+    directory.mkdir(exist_ok=True)
     directory.chmod(0o755)
     socket = directory / "bus"
     template = SESSION_CONFIG if kind == "session" else SYSTEM_CONFIG
     config = directory / f"{kind}.conf"
-    config.write_text(template.format(socket=socket, servicedir=DBUS_DIR, policy=POLICY_FILE))
+    config.write_text(template.format(socket=socket, servicedir=DBUS_DIR, policy=POLICY_FILE,
+                                      extra=extra))
     read_end, write_end = os.pipe()
     try:
         result = subprocess.run(
@@ -346,6 +357,14 @@ def busctl(
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed: {result.stderr}")
     return result
+
+
+def name_has_owner(address: str, name: str = "org.miltermanager.Manager1") -> bool:
+    result = busctl(address, "--json=short", "call", "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s",
+                    name)  # fmt: skip
+    owned: bool = json.loads(result.stdout)["data"][0]
+    return owned
 
 
 def dbus_send(

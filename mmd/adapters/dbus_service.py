@@ -36,6 +36,7 @@ from dbus_next import introspection as intr
 from dbus_next.aio.message_bus import MessageBus
 from dbus_next.constants import (
     BusType,
+    MessageFlag,
     MessageType,
     NameFlag,
     PropertyAccess,
@@ -417,14 +418,16 @@ class BusNameUnavailable(RuntimeError):
     """Another connection owns (or is queued for) the bus name."""
 
 
-async def _watch_connection(bus: MessageBus) -> None:
-    """Say so when the bus goes away under us (otherwise asyncio reports an unretrieved error)."""
+async def _watch_connection(bus: MessageBus) -> BaseException | None:
+    """Wait until the bus goes away; the reason (None: we closed it), for the caller to log.
+
+    Awaiting the disconnect here also keeps asyncio from reporting an unretrieved error.
+    """
     try:
         await _wait_for_disconnect(bus)
     except Exception as error:
-        log.warning(
-            "D-Bus connection lost (%r): the control interface is gone until restart", error
-        )
+        return error
+    return None
 
 
 @dataclass
@@ -433,7 +436,7 @@ class DBusHandle:
 
     bus: MessageBus
     interface: ManagerInterface
-    watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[BaseException | None] | None = None
 
     # The emitters run inside the daemon's reload and override paths (as Control
     # callbacks): a lost or closed bus must never make those fail.
@@ -457,6 +460,12 @@ class DBusHandle:
         except Exception:
             log.warning("could not emit Reloaded", exc_info=True)
 
+    async def wait_lost(self) -> BaseException | None:
+        """Until the connection ends: the error that ended it, None after ``close()``."""
+        if self.watcher is None:
+            return None
+        return await asyncio.shield(self.watcher)  # a cancelled waiter leaves the watcher be
+
     async def close(self) -> None:
         """Give up the name and disconnect; safe to call twice."""
         if self.bus.connected:
@@ -468,21 +477,40 @@ class DBusHandle:
             await self.watcher
 
 
-async def export_control(control: Control, bus_address: str | None = None) -> DBusHandle:
+async def export_control(
+    control: Control,
+    bus_address: str | None = None,
+    *,
+    subscribe: bool = True,
+    reread_policy: bool = False,
+) -> DBusHandle:
     """Connect, export the interface, then request the name.
 
     ``bus_address=None`` means the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` or
     the standard socket). The object is exported before the name is taken so
     that a client woken by NameOwnerChanged never finds the path missing.
-    The handle is subscribed to the control's callbacks, so the daemon needs
-    no further calls to get the signals out.
+    With ``subscribe`` the handle is subscribed to the control's callbacks, so
+    the daemon needs no further calls to get the signals out (a caller that
+    reconnects subscribes once itself and forwards).
+
+    With ``reread_policy``, a refused name makes dbus-daemon re-read its
+    configuration once before the second try: it may have read our policy
+    file before the user that the policy names existed (package install:
+    the file lands before systemd-sysusers runs), and nothing else makes it
+    read the file again.
     """
     new_bus: Callable[..., ControlBus] = ControlBus  # its bus_address hint lacks None
     bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
     try:
         interface = ManagerInterface(control, bus)
         bus.export(OBJECT_PATH, interface)
-        reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        try:
+            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        except DBusError as error:
+            if not reread_policy or error.type != BUS_ERROR_ACCESS_DENIED:
+                raise
+            await _reload_bus_config(bus)
+            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise BusNameUnavailable(f"{BUS_NAME} is owned by another connection ({reply.name})")
     except BaseException:
@@ -491,5 +519,90 @@ async def export_control(control: Control, bus_address: str | None = None) -> DB
     handle = DBusHandle(
         bus, interface, asyncio.get_running_loop().create_task(_watch_connection(bus))
     )
-    control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
+    if subscribe:
+        control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
     return handle
+
+
+BUS_ERROR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+# The bus has no owner for the name (and must not start one: see call_reload).
+BUS_ERRORS_NO_DAEMON = frozenset(
+    {
+        "org.freedesktop.DBus.Error.ServiceUnknown",
+        "org.freedesktop.DBus.Error.NameHasNoOwner",
+    }
+)
+
+
+async def _reload_bus_config(bus: MessageBus) -> None:
+    """Ask dbus-daemon to re-read its policy files (any client may ask; it replies when done)."""
+    reply = await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="ReloadConfig",
+        )
+    )
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        detail = reply.body[0] if reply is not None and reply.body else "no reply"
+        log.debug("dbus-daemon did not re-read its configuration: %s", detail)
+    else:
+        log.info("asked dbus-daemon to re-read its policy, as it refused the name %s", BUS_NAME)
+
+
+# -- the client side: ``milter-manager reload`` ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReloadAnswer:
+    """What Reload() said: ``outcome`` is "reloaded", "refused" or "denied"."""
+
+    outcome: str
+    message: str
+
+
+class ControlUnreachable(RuntimeError):
+    """No bus, or no daemon on it: the caller may take another way (SIGHUP)."""
+
+
+async def call_reload(timeout: float, bus_address: str | None = None) -> ReloadAnswer:
+    """Call Reload() on the system bus and wait for its answer.
+
+    NO_AUTO_START: when the daemon is not on the bus, the bus must not ask systemd to start
+    it (``systemctl reload`` runs this while the unit is busy reloading: that would only
+    queue a start job and wait for it). Raises ``ControlUnreachable`` when no daemon answers.
+    """
+    try:
+        new_bus: Callable[..., MessageBus] = MessageBus  # its bus_address hint lacks None
+        bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    except Exception as error:  # no socket, refused, authentication: all mean "no bus"
+        raise ControlUnreachable(f"cannot connect to the system bus: {error}") from error
+    try:
+        call = Message(
+            destination=BUS_NAME,
+            path=OBJECT_PATH,
+            interface=INTERFACE_NAME,
+            member="Reload",
+            flags=MessageFlag.NO_AUTOSTART,
+        )
+        try:
+            reply = await asyncio.wait_for(bus.call(call), timeout)
+        except TimeoutError:
+            raise ControlUnreachable(f"Reload() got no answer within {timeout:g} s") from None
+        except Exception as error:  # the bus went away during the call
+            raise ControlUnreachable(f"the system bus went away: {error}") from error
+    finally:
+        _disconnect(bus)
+    if reply is None:
+        raise ControlUnreachable("the system bus went away during the call")
+    if reply.message_type == MessageType.METHOD_RETURN:
+        return ReloadAnswer("reloaded", str(reply.body[0]))
+    text = str(reply.body[0]) if reply.body else reply.error_name or "failed"
+    if reply.error_name == ERROR_INVALID_CONFIGURATION:
+        return ReloadAnswer("refused", text)
+    if reply.error_name in (ERROR_ACCESS_DENIED, BUS_ERROR_ACCESS_DENIED):
+        return ReloadAnswer("denied", text)
+    if reply.error_name in BUS_ERRORS_NO_DAEMON:
+        raise ControlUnreachable(f"{BUS_NAME} is not on the system bus ({reply.error_name})")
+    return ReloadAnswer("refused", f"{reply.error_name}: {text}")

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmd import __version__
-from mmd.adapters import notify
+from mmd.adapters import notify, reload_signal
 from mmd.adapters.activation import take_activated_sockets
 from mmd.adapters.server import Generation, ServerState, listen, serve_socket
 from mmd.conditions.errors import ConditionConfigError
@@ -265,14 +266,14 @@ class Daemon:
         log.info("running as %s", self.options.user)
 
     async def _export_control(self) -> None:
+        """Put the control interface on the bus now, or as soon as the bus lets us."""
         if self.options.bus_address == "":
             return
-        try:
-            from mmd.adapters.dbus_service import export_control
+        from mmd.adapters.control_link import ControlLink
 
-            self._dbus = await export_control(self, self.options.bus_address)
-        except Exception as error:  # no bus is no reason to refuse mail
-            log.warning("D-Bus control interface not available: %s", error)
+        link = ControlLink(self, self.options.bus_address)
+        self._dbus = link
+        await link.start()
 
     async def _watchdog(self) -> None:
         """Keep systemd's STATUS= fresh (and feed the watchdog when WatchdogSec= is set)."""
@@ -313,11 +314,20 @@ class Daemon:
         log.info("stopped")
 
     def _on_sighup(self) -> None:
-        asyncio.get_running_loop().create_task(self._reload_logged())
+        signalled_ns = time.monotonic_ns()
+        asyncio.get_running_loop().create_task(self._reload_logged(signalled_ns))
 
-    async def _reload_logged(self) -> None:
-        with contextlib.suppress(InvalidConfiguration):  # already in the journal
-            await self.reload()
+    async def _reload_logged(self, signalled_ns: int) -> None:
+        """A reload asked for by SIGHUP; ``milter-manager reload`` may wait for the answer."""
+        try:
+            message = await self.reload()
+        except InvalidConfiguration as error:  # already in the journal
+            reload_signal.confirm(False, signalled_ns, str(error))
+        except Exception as error:
+            log.exception("reload failed")
+            reload_signal.confirm(False, signalled_ns, f"reload failed: {_one_line(error)}")
+        else:
+            reload_signal.confirm(True, signalled_ns, message)
 
     # ------------------------------------------------------------ Control
 
