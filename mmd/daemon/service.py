@@ -37,6 +37,7 @@ from mmd.control import (
 )
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
+from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
 from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
@@ -97,6 +98,7 @@ def load(
                 extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
             )
         config = error.configuration
+    activity.take_out_inactive(config, detected)
     config = apply_overrides(config, options.overrides)
     for milter in config.milters:
         if milter.name in enabled_overrides:
@@ -165,6 +167,7 @@ class Daemon:
         ] = []
         self._generation_number = 0
         self._dbus: object | None = None
+        self._inactive: dict[str, str] = {}  # detected milters whose unit does not run
 
     # ------------------------------------------------------------ lifecycle
 
@@ -181,6 +184,7 @@ class Daemon:
             config = _fallback_configuration(self.options)
             generation = build_generation(config, 0)
         self._config = config
+        self._follow_activity(config)
         self._state = ServerState(generation, self._recorder)
         await self._open_listeners(config)
         self._drop_privileges()
@@ -369,6 +373,7 @@ class Daemon:
                 self._finish_reload(False, message)
                 raise InvalidConfiguration(message) from error
             self._install(config, generation)
+            self._follow_activity(config)
             message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
                 c.name for c in generation.children
             )
@@ -383,6 +388,31 @@ class Daemon:
         self._generation_number = generation.number
         self._config = config
         self._state.generation = generation
+
+    def _follow_activity(self, config: Configuration) -> None:
+        """One journal line (and MilterStateChanged) per milter that became inactive or active."""
+        now = activity.inactive_milters(config)
+        for name, active, reason in activity.changes(self._inactive, now):
+            if active:
+                text = f"milter {name} is no longer inactive (was: {reason})"
+            else:
+                text = f"milter {name} is inactive ({reason}): sessions skip it"
+            log.log(
+                logging.INFO if active else logging.WARNING,
+                "%s",
+                text,
+                extra={
+                    "fields": {
+                        "MMD_EVENT": "milter-state",
+                        "MMD_MILTER": name,
+                        "MMD_STATUS": "active" if active else "inactive",
+                        "MMD_REASON": reason,
+                    }
+                },
+            )
+            for changed, _ in self._subscribers:
+                changed(name, active, text)
+        self._inactive = now
 
     def _finish_reload(self, success: bool, message: str) -> None:
         self._state_name = "running"
@@ -406,14 +436,17 @@ class Daemon:
             if str(milter.origin("connection_spec")).startswith("detected")
             else "configured"
         )
+        last_error = counters.last_error
+        if name in self._inactive and not milter.enabled:
+            last_error = f"{activity.PREFIX}{self._inactive[name]}"
         return MilterInfo(
             name=name,
             connection_spec=milter.connection_spec,
             enabled=milter.enabled,
             source=source,
             applicable_conditions=tuple(milter.applicable_conditions),
-            reachable=not counters.last_error,
-            last_error=counters.last_error,
+            reachable=not last_error,
+            last_error=last_error,
             sessions=counters.sessions,
             verdicts=dict(counters.verdicts),
         )

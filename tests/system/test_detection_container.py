@@ -9,6 +9,7 @@ Set-up and restoration of the packages: tests/system/mail_packages.py.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import tomllib
@@ -354,4 +355,50 @@ def test_disable_and_enable_a_sysv_milter_with_reload(host: MailHost) -> None:
     cursor = host.journal_cursor()
     assert "+ X-Spam-Checker-Version:" in host.session()
     assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+    _check_listed(host.show_config(), ALL_ON)
+
+
+def _list_milters(c: SystemdContainer) -> dict[str, list[object]]:
+    reply = c.run(["busctl", "--json=short", "call", "org.miltermanager.Manager1",
+                   "/org/miltermanager/Manager1", "org.miltermanager.Manager1", "ListMilters"])
+    return {m[0]: m for m in json.loads(reply.stdout)["data"][0]}
+
+
+def test_enabled_but_stopped_milter_is_inactive_not_tried(host: MailHost) -> None:
+    """Issue 12 item 5: listed as inactive, no connect per session, one line per change."""
+    c = host.c
+    host.reload()
+    c.run(["systemctl", "stop", "opendkim.service"])  # still enabled
+    try:
+        cursor = host.journal_cursor()
+        host.reload()
+        milters = _list_milters(c)
+        assert milters["opendkim"][2:7] == [False, "detected", [], False,
+                                            "inactive: opendkim.service is inactive"]
+        assert milters["clamav-milter"][2] is True
+        block = milter_blocks(host.show_config())["opendkim"]
+        assert origin_of(block, "enabled").startswith(
+            "inactive: opendkim.service is inactive; sessions skip it until it is active"
+        ), block
+        assert "enabled = false" in block
+        for _ in range(3):
+            session_cursor = host.journal_cursor()
+            assert "DKIM-Signature" not in host.session()
+            assert set(host.verdicts_after(session_cursor)) == {"clamav-milter", "spamass-milter"}
+        host.reload()  # still stopped: no second warning
+        entries = host.manager_entries(cursor)
+        assert not [e for e in entries if e.get("MMD_EVENT") == "milter-error"], entries
+        states = [(e["MMD_MILTER"], e["MMD_STATUS"], e.get("PRIORITY")) for e in entries
+                  if e.get("MMD_EVENT") == "milter-state"]
+        assert states == [("opendkim", "inactive", "4")], states
+    finally:
+        c.run(["systemctl", "start", "opendkim.service"])
+    cursor = host.journal_cursor()
+    host.reload()
+    message = host.session()
+    assert "+ DKIM-Signature:" in message, message
+    assert _list_milters(c)["opendkim"][2:7] == [True, "detected", [], True, ""]
+    back = [(e["MMD_MILTER"], e["MMD_STATUS"]) for e in host.manager_entries(cursor)
+            if e.get("MMD_EVENT") == "milter-state"]
+    assert back == [("opendkim", "active")], back
     _check_listed(host.show_config(), ALL_ON)
