@@ -104,6 +104,8 @@ def test_the_name_is_taken_when_the_policy_appears_later(manager: SystemdContain
     timed("bus name taken after the policy file appeared", time.monotonic() - appeared)
     assert control_answers(c)
     assert main_pid(c) == pid
+    wait_for(lambda: entries(c, cursor, MMD_EVENT="dbus", MMD_STATUS="connected"),
+             "the line saying control is back")  # logged just after the name is taken
     statuses = [e["MMD_STATUS"] for e in entries(c, cursor, MMD_EVENT="dbus")]
     assert statuses == ["unavailable", "connected"], statuses
 
@@ -121,6 +123,8 @@ def test_control_comes_back_after_dbus_restarts(manager: SystemdContainer) -> No
     assert main_pid(c) == pid  # the same daemon, not a restart
     listed = c.run(["busctl", "call", *TARGET, "ListMilters"]).stdout
     assert '"ordering-probe" "inet:19999@127.0.0.1" true "configured"' in listed, listed
+    wait_for(lambda: entries(c, cursor, MMD_EVENT="dbus", MMD_STATUS="connected"),
+             "the line saying control is back")
     statuses = [e["MMD_STATUS"] for e in entries(c, cursor, MMD_EVENT="dbus")]
     assert statuses == ["lost", "connected"], statuses
 

@@ -81,6 +81,7 @@ def test_the_name_is_taken_once_the_policy_allows_it(
             busctl(bus.address, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
                    "org.freedesktop.DBus", "ReloadConfig")  # fmt: skip
             wait_until(lambda: owned(bus), "the name to be taken")
+            wait_until(lambda: len(messages(caplog)) >= 2, "the line saying so")  # just after
             assert busctl(bus.address, "get-property", BUS_NAME, "/org/miltermanager/Manager1",
                           "org.miltermanager.Manager1", "State").stdout.strip() == 's "running"'
         logged = messages(caplog)
@@ -108,6 +109,7 @@ def test_control_comes_back_after_the_bus_restarts(
             assert not link.connected
             bus = start_bus("session", directory=tmp_path / "bus")
             wait_until(lambda: owned(bus), "the name to be taken again")
+            wait_until(lambda: len(messages(caplog)) >= 3, "the line saying so")  # just after
         logged = messages(caplog)
         assert len(logged) == 3, logged
         assert logged[0] == f"D-Bus control interface is on the bus as {BUS_NAME}"
