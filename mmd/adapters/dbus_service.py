@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import pwd
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,6 +96,8 @@ _body_to_args: Callable[[Message], list[Any]] = ServiceInterface._msg_body_to_ar
 _result_to_body: Callable[[Any, Any], tuple[list[Any], list[int]]] = (
     ServiceInterface._fn_result_to_body
 )
+# dbus-next's choice of handler for a call (methods, Properties, Introspectable, Peer)
+_find_handler: Callable[[MessageBus, Message], Any] = MessageBus._find_message_handler
 
 # The method call being dispatched, for the caller check. dbus-next does not
 # hand the message to method implementations; ControlBus sets this in the
@@ -340,15 +343,74 @@ class _AnnotatedProperty(intr.Property):
         return element
 
 
+class RefusalLog:
+    """At most one short line per ``interval`` seconds for calls the daemon refuses.
+
+    Any local user may send them (an unknown property or interface, a Set of a
+    read-only property): each is answered with its typed error, and the log must
+    not grow with them. The next line says how many were left out.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._left_out = 0
+
+    def refused(self, message: Message, error_name: str, text: str) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._left_out += 1
+            return
+        self._next = now + self.interval
+        more = f" ({self._left_out} more since the last line)" if self._left_out else ""
+        self._left_out = 0
+        log.info(
+            "D-Bus: refused %s.%s from %s: %s: %s%s",
+            message.interface,
+            message.member,
+            message.sender,
+            error_name,
+            _short(text),
+            more,
+            extra={"fields": {"MMD_EVENT": "dbus-refused", "MMD_REASON": error_name}},
+        )
+
+
+def _short(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class ControlBus(MessageBus):
-    """A MessageBus whose method dispatch suits a daemon.
+    """A MessageBus whose dispatch suits a daemon.
 
     dbus-next 0.2.3 sends a raised DBusError as the reply but then re-raises it
-    into its reader (a logged traceback per NoSuchMilter), and it does not tell
-    the implementation who called. Here each call runs in a context that holds
-    its message, typed errors are only replies, and unexpected errors are
-    logged here and answered without a traceback.
+    into its reader, which logs an ERROR with a traceback: one per NoSuchMilter,
+    and one per unknown property or interface any local user asks for. It does
+    not tell the implementation who called either. Here each method call runs
+    in a context that holds its message, typed errors are only replies (the
+    built-in handlers' refusals: one short rate-limited line), and unexpected
+    errors are logged here and answered without a traceback.
     """
+
+    refusals = RefusalLog()
+
+    def _find_message_handler(self, msg: Message) -> Any:
+        handler = _find_handler(self, msg)
+        if handler is None:
+            return None
+
+        def guarded(message: Message, send_reply: Callable[[Message], None]) -> None:
+            try:
+                handler(message, send_reply)
+            except DBusError as error:
+                self.refusals.refused(message, error.type, error.text)
+                send_reply(Message.new_error(message, error.type, error.text))
+            except Exception as error:
+                send_reply(_error_message(message, error))
+
+        return guarded
 
     def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
         def handler(message: Message, send_reply: Callable[[Message], None]) -> None:

@@ -50,20 +50,6 @@ MEMBERS = ["Reload", "ListMilters", "GetMilter", "SetMilterEnabled", "GetStatist
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect  # untyped in dbus-next
 
 
-@pytest.fixture(scope="module")
-def bus() -> Iterator[PrivateBus]:
-    running = start_bus("session")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
-
-
 @pytest.fixture
 def control() -> FakeControl:
     return FakeControl()
