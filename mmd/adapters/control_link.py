@@ -17,10 +17,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mmd.adapters.dbus_service import BUS_NAME, DBusHandle, export_control
 from mmd.control import Control
+
+# Run on each new connection: (handle, True when it is a reconnect or a late first one).
+ConnectedHook = Callable[[DBusHandle, bool], Awaitable[None]]
 
 log = logging.getLogger("mmd.daemon")
 
@@ -51,6 +55,7 @@ class ControlLink:
         self.handle: DBusHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.on_connected: list[ConnectedHook] = []
         control.subscribe(self._milter_state_changed, self._reloaded)
 
     # Control callbacks, forwarded to whichever connection is current.
@@ -77,6 +82,7 @@ class ControlLink:
                 BUS_NAME,
                 extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "connected"}},
             )
+            await self._connected(again=False)
         else:
             log.warning(
                 "D-Bus control interface not available yet: %s; trying again in the background",
@@ -103,6 +109,14 @@ class ControlLink:
         except Exception as error:  # no bus or no name is no reason to refuse mail
             return error
         return None
+
+    async def _connected(self, again: bool) -> None:
+        assert self.handle is not None
+        for hook in self.on_connected:
+            try:
+                await hook(self.handle, again)
+            except Exception as error:  # control works without what a hook adds
+                log.warning("D-Bus: setting up on the new connection failed: %s", error)
 
     async def _keep(self, connected: bool, since: float) -> None:
         while True:
@@ -136,6 +150,7 @@ class ControlLink:
                     failures,
                     extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "connected"}},
                 )
+                await self._connected(again=True)
                 return True
             log.debug("D-Bus control interface still not available: %s", last)
 

@@ -668,3 +668,78 @@ async def call_reload(timeout: float, bus_address: str | None = None) -> ReloadA
     if reply.error_name in BUS_ERRORS_NO_DAEMON:
         raise ControlUnreachable(f"{BUS_NAME} is not on the system bus ({reply.error_name})")
     return ReloadAnswer("refused", f"{reply.error_name}: {text}")
+
+
+# -- following systemd: its signals on the control connection ---------------------------
+
+SYSTEMD = "org.freedesktop.systemd1"
+SYSTEMD_PATH = "/org/freedesktop/systemd1"
+SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
+SYSTEMD_UNIT = "org.freedesktop.systemd1.Unit"
+SYSTEMD_UNIT_PATHS = "/org/freedesktop/systemd1/unit"
+_MANAGER_SIGNAL = (
+    f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',interface='{SYSTEMD_MANAGER}'"
+)
+SYSTEMD_MATCH_RULES = (
+    f"{_MANAGER_SIGNAL},member='UnitFilesChanged'",
+    f"{_MANAGER_SIGNAL},member='JobRemoved'",
+    f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
+    f"member='PropertiesChanged',path_namespace='{SYSTEMD_UNIT_PATHS}',arg0='{SYSTEMD_UNIT}'",
+)
+
+
+async def _bus_call(bus: MessageBus, message: Message) -> None:
+    reply = await bus.call(message)
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        detail = reply.body[0] if reply is not None and reply.body else "no reply"
+        raise RuntimeError(f"{message.member}: {detail}")
+
+
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Have the bus deliver signals matching ``rule`` to this connection."""
+    await _bus_call(
+        bus,
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=[rule],
+        ),
+    )
+
+
+async def follow_systemd(
+    bus: MessageBus, on_unit: Callable[[str], None], on_unit_path: Callable[[str], None]
+) -> None:
+    """Have systemd's signals delivered on ``bus`` (call again after a reconnect).
+
+    ``on_unit(name)``: a job of that unit ended (started, stopped, failed), or ``""``
+    when unit files changed (enable, disable, mask, daemon-reload). ``on_unit_path``:
+    a unit's ActiveState & co changed; the caller decodes the object path. systemd
+    sends unit signals only to subscribed clients, hence ``Subscribe``.
+    """
+    for rule in SYSTEMD_MATCH_RULES:
+        await add_match(bus, rule)
+
+    def handler(message: Message) -> None:
+        if message.message_type != MessageType.SIGNAL:
+            return
+        if message.interface == SYSTEMD_MANAGER and message.path == SYSTEMD_PATH:
+            if message.member == "UnitFilesChanged":
+                on_unit("")
+            elif message.member == "JobRemoved" and len(message.body) >= 3:
+                on_unit(str(message.body[2]))
+        elif (
+            message.member == "PropertiesChanged"
+            and message.path.startswith(SYSTEMD_UNIT_PATHS + "/")
+            and message.body[:1] == [SYSTEMD_UNIT]
+        ):
+            on_unit_path(message.path)
+
+    bus.add_message_handler(handler)
+    subscribe = Message(
+        destination=SYSTEMD, path=SYSTEMD_PATH, interface=SYSTEMD_MANAGER, member="Subscribe"
+    )
+    await _bus_call(bus, subscribe)

@@ -35,6 +35,7 @@ from mmd.control import (
     NoSuchMilter,
     Statistics,
 )
+from mmd.daemon import live
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
 from mmd.detection import activity
@@ -168,6 +169,9 @@ class Daemon:
         self._generation_number = 0
         self._dbus: object | None = None
         self._inactive: dict[str, str] = {}  # detected milters whose unit does not run
+        self._files_read = ""  # live.fingerprint of the files the last load used
+        self._files_waiting = ""  # the fingerprint a live update said it waits for
+        self._follower: object | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -235,18 +239,23 @@ class Daemon:
         """
         target = self._target_user()
         if target is None:
-            return load(self.options, {}, True)
+            return self._load_noting_files()
         uid, gid, groups = target
         saved_groups = os.getgroups()
         os.setgroups(groups)
         os.setegid(gid)
         os.seteuid(uid)
         try:
-            return load(self.options, {}, True)
+            return self._load_noting_files()
         finally:
             os.seteuid(0)
             os.setegid(0)
             os.setgroups(saved_groups)
+
+    def _load_noting_files(self) -> Configuration:
+        config = load(self.options, {}, True)
+        self._files_read = live.fingerprint(self.options.config_dir)  # for live updates
+        return config
 
     def _target_user(self) -> tuple[int, int, list[int]] | None:
         """(uid, gid, groups) to switch to, or None when not root or no ``-u``."""
@@ -277,6 +286,12 @@ class Daemon:
 
         link = ControlLink(self, self.options.bus_address)
         self._dbus = link
+        if self.options.detector is not None:
+            from mmd.adapters.systemd_follow import SystemdFollower, attach
+
+            follower = SystemdFollower(self.refresh_detection)
+            self._follower = follower
+            attach(link, follower)
         await link.start()
 
     async def _watchdog(self) -> None:
@@ -310,6 +325,9 @@ class Daemon:
                 )
                 for connection in list(self._state.connections):
                     connection._close_mta()
+        stop_following = getattr(self._follower, "close", None)
+        if stop_following is not None:
+            stop_following()
         close = getattr(self._dbus, "close", None)
         if close is not None:
             result = close()
@@ -374,6 +392,8 @@ class Daemon:
                 raise InvalidConfiguration(message) from error
             self._install(config, generation)
             self._follow_activity(config)
+            # which files this load used, for the live updates (small files in /etc)
+            self._files_read = live.fingerprint(self.options.config_dir)
             message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
                 c.name for c in generation.children
             )
@@ -389,30 +409,60 @@ class Daemon:
         self._config = config
         self._state.generation = generation
 
-    def _follow_activity(self, config: Configuration) -> None:
-        """One journal line (and MilterStateChanged) per milter that became inactive or active."""
+    def _follow_activity(self, config: Configuration) -> set[str]:
+        """After each load: one journal line (and MilterStateChanged) per milter that became
+        inactive or active; the names."""
         now = activity.inactive_milters(config)
-        for name, active, reason in activity.changes(self._inactive, now):
+        said = activity.changes(self._inactive, now)
+        for name, active, reason in said:
             if active:
                 text = f"milter {name} is no longer inactive (was: {reason})"
             else:
                 text = f"milter {name} is inactive ({reason}): sessions skip it"
-            log.log(
-                logging.INFO if active else logging.WARNING,
-                "%s",
+            live.announce(
+                name,
+                active,
+                "active" if active else "inactive",
+                reason,
                 text,
-                extra={
-                    "fields": {
-                        "MMD_EVENT": "milter-state",
-                        "MMD_MILTER": name,
-                        "MMD_STATUS": "active" if active else "inactive",
-                        "MMD_REASON": reason,
-                    }
-                },
+                (changed for changed, _ in self._subscribers),
+                logging.INFO if active else logging.WARNING,
             )
-            for changed, _ in self._subscribers:
-                changed(name, active, text)
         self._inactive = now
+        return {name for name, _, _ in said}
+
+    async def refresh_detection(self, why: str) -> None:
+        """A live update after systemd changed ``why``: detection again, for new sessions."""
+        async with self._reload_lock:
+            assert self._state is not None
+            loop = asyncio.get_running_loop()
+            files = await loop.run_in_executor(None, live.fingerprint, self.options.config_dir)
+            if files != self._files_read:
+                if files != self._files_waiting:
+                    self._files_waiting = files
+                    log.warning(
+                        "systemd changed (%s), but the configuration files changed since the "
+                        "last reload: the set of milters stays until `systemctl reload "
+                        "milter-manager`",
+                        why,
+                    )
+                return
+            try:
+                config = await loop.run_in_executor(
+                    None, load, self.options, dict(self._enabled_overrides)
+                )
+                generation = build_generation(config, self._generation_number + 1)
+            except (ConfigError, InvalidConfiguration) as error:
+                log.warning("live update after %s skipped: %s", why, _one_line(error))
+                return
+            before = [c.name for c in self._state.generation.children]
+            self._install(config, generation)
+            said = self._follow_activity(config)
+            after = [c.name for c in generation.children]
+            live.report_set_change(
+                before, after, why, said, (changed for changed, _ in self._subscribers)
+            )
+            notify.status(self._status_text())
 
     def _finish_reload(self, success: bool, message: str) -> None:
         self._state_name = "running"

@@ -30,8 +30,8 @@ def take_out_inactive(config: Configuration, detected: Sequence[DetectedMilter])
             continue
         milter.enabled = False
         milter.origins["enabled"] = Origin(
-            f"{PREFIX}{reason}; sessions skip it until it is active and milter-manager "
-            f"reloads ({milter.origin('enabled')})"
+            f"{PREFIX}{reason}; sessions skip it until it is active again "
+            f"({milter.origin('enabled')})"
         )
 
 

@@ -368,9 +368,9 @@ def test_enabled_but_stopped_milter_is_inactive_not_tried(host: MailHost) -> Non
     """Issue 12 item 5: listed as inactive, no connect per session, one line per change."""
     c = host.c
     host.reload()
+    cursor = host.journal_cursor()  # before the stop: mmd may see it live (issue 16)
     c.run(["systemctl", "stop", "opendkim.service"])  # still enabled
     try:
-        cursor = host.journal_cursor()
         host.reload()
         milters = _list_milters(c)
         assert milters["opendkim"][2:7] == [False, "detected", [], False,
@@ -391,9 +391,9 @@ def test_enabled_but_stopped_milter_is_inactive_not_tried(host: MailHost) -> Non
         states = [(e["MMD_MILTER"], e["MMD_STATUS"], e.get("PRIORITY")) for e in entries
                   if e.get("MMD_EVENT") == "milter-state"]
         assert states == [("opendkim", "inactive", "4")], states
+        cursor = host.journal_cursor()
     finally:
         c.run(["systemctl", "start", "opendkim.service"])
-    cursor = host.journal_cursor()
     host.reload()
     message = host.session()
     assert "+ DKIM-Signature:" in message, message

@@ -25,6 +25,7 @@ from mmd.adapters.dbus_service import (
     OBJECT_PATH,
     BusNameUnavailable,
     DBusHandle,
+    add_match,
     export_control,
     is_admin,
 )
@@ -123,16 +124,7 @@ async def signals_during(
 
     try:
         client.add_message_handler(on_message)
-        await client.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member="AddMatch",
-                signature="s",
-                body=[f"type='signal',path='{OBJECT_PATH}'"],
-            )
-        )
+        await add_match(client, f"type='signal',path='{OBJECT_PATH}'")
         reply = await client.call(
             Message(
                 destination=BUS_NAME,

@@ -66,8 +66,8 @@ def test_show_config_says_inactive_and_sessions_leave_it_out(tmp_path: Path) -> 
     assert inactive_milters(config) == {"opendkim": "opendkim.service is failed"}
     text = render_show_config(config)
     assert (
-        "# inactive: opendkim.service is failed; sessions skip it until it is active and "
-        "milter-manager reloads (detected: opendkim.service, /etc/opendkim.conf)\n"
+        "# inactive: opendkim.service is failed; sessions skip it until it is active again "
+        "(detected: opendkim.service, /etc/opendkim.conf)\n"
         "enabled = false\n"
     ) in text, text
     assert build_generation(config, 1).children == ()
