@@ -175,3 +175,50 @@ def test_reload_with_and_without_dbus(manager: SystemdContainer) -> None:
         c.run(["systemctl", "start", "dbus.socket", "dbus.service"], timeout=90)
     wait_for(lambda: control_answers(c), "control back once the bus runs again", timeout=30)
     assert main_pid(c) == pid
+
+
+LATE_USER = "mmd-late-user"
+LATE_UNIT = "mmd-late-daemon.service"
+LATE_POLICY = "/etc/dbus-1/system.d/zz-mmd-late-user.conf"
+LATE_POLICY_TEXT = f"""\
+<?xml version="1.0"?>
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy user="{LATE_USER}">
+    <allow own="{BUS_NAME}"/>
+  </policy>
+</busconfig>
+"""
+
+
+def test_the_user_created_after_the_bus_read_the_policy(manager: SystemdContainer) -> None:
+    """The package order of issue 12: the policy file lands (dbus-daemon reads it at once,
+    while the user it names does not exist yet), then sysusers creates the user, and nothing
+    makes dbus-daemon read the file again. The daemon asks for that itself, once."""
+    c = manager
+    c.run(["systemctl", "stop", SERVICE])
+    c.write_file(LATE_POLICY, LATE_POLICY_TEXT)  # dbus-daemon notices the file by itself
+    wait_for(lambda: "Unknown username" in c.run(
+        ["journalctl", "-u", "dbus", "-n", "20", "-o", "cat", "--no-pager"]).stdout,
+        "dbus-daemon to read the policy naming a user that does not exist yet")
+    c.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", LATE_USER])
+    try:
+        started = time.monotonic()
+        c.run(["systemd-run", f"--unit={LATE_UNIT}", f"--uid={LATE_USER}",
+               "-p", "RuntimeDirectory=mmd-late", "/usr/sbin/milter-manager", "--no-detection",
+               "-s", "unix:/run/mmd-late/milter-manager.sock"])
+        wait_for(lambda: has_owner(c), "the daemon to take its name", timeout=30)
+        timed("bus name taken by a daemon whose user came after the policy",
+              time.monotonic() - started)
+        said = c.run(["journalctl", "-u", LATE_UNIT, "-o", "cat", "--no-pager"]).stdout
+        assert "asked dbus-daemon to re-read its policy" in said, said
+    finally:
+        c.run(["systemctl", "stop", LATE_UNIT], check=False)
+        c.run(["systemctl", "reset-failed", LATE_UNIT], check=False)
+        c.run(["rm", "-f", LATE_POLICY])
+        c.run(["userdel", LATE_USER], check=False)
+        c.run(["busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
+               "org.freedesktop.DBus", "ReloadConfig"])  # forget the test's policy at once
+    c.run(["systemctl", "start", SERVICE], timeout=90)
+    wait_for(lambda: control_answers(c), "the installed daemon back on the bus")
