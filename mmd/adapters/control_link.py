@@ -28,6 +28,8 @@ ConnectedHook = Callable[[DBusHandle, bool], Awaitable[None]]
 
 log = logging.getLogger("mmd.daemon")
 
+ATTEMPT_TIMEOUT = 10.0  # seconds for one connect + export + name request
+
 
 @dataclass(frozen=True)
 class RetryPauses:
@@ -103,9 +105,14 @@ class ControlLink:
 
     async def _attempt(self, reread_policy: bool) -> Exception | None:
         try:
-            self.handle = await export_control(
-                self.control, self.bus_address, subscribe=False, reread_policy=reread_policy
+            self.handle = await asyncio.wait_for(
+                export_control(
+                    self.control, self.bus_address, subscribe=False, reread_policy=reread_policy
+                ),
+                ATTEMPT_TIMEOUT,  # a hung dbus-daemon must not hold READY=1 back
             )
+        except TimeoutError:
+            return TimeoutError(f"the bus did not answer within {ATTEMPT_TIMEOUT:g} s")
         except Exception as error:  # no bus or no name is no reason to refuse mail
             return error
         return None
