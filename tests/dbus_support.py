@@ -130,6 +130,8 @@ class FakeControl:
     set_calls: list[tuple[str, bool, str]] = field(default_factory=list)
     files: list[str] = field(default_factory=lambda: ["/etc/milter-manager/milter-manager.toml"])
     current_state: str = "running"
+    active: int = 3
+    total: int = 120
     _state_callbacks: list[Callable[[str, bool, str], None]] = field(default_factory=list)
     _reload_callbacks: list[Callable[[bool, str], None]] = field(default_factory=list)
 
@@ -137,10 +139,10 @@ class FakeControl:
         return self.current_state
 
     def active_sessions(self) -> int:
-        return 3
+        return self.active
 
     def total_sessions(self) -> int:
-        return 120
+        return self.total
 
     def configuration_files(self) -> list[str]:
         return list(self.files)

@@ -107,7 +107,11 @@ class ControlLink:
         try:
             self.handle = await asyncio.wait_for(
                 export_control(
-                    self.control, self.bus_address, subscribe=False, reread_policy=reread_policy
+                    self.control,
+                    self.bus_address,
+                    subscribe=False,
+                    reread_policy=reread_policy,
+                    signal_properties=True,
                 ),
                 ATTEMPT_TIMEOUT,  # a hung dbus-daemon must not hold READY=1 back
             )

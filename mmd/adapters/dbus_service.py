@@ -111,11 +111,17 @@ log = logging.getLogger(__name__)
 # EmitsChangedSignal per property (see the XML in dbus/ for the reasons).
 PROPERTY_CHANGE_SIGNALS = {
     "Version": "const",
-    "State": "false",
-    "ActiveSessions": "false",
-    "TotalSessions": "false",
+    "State": "true",  # these three: at most once per PROPERTIES_PERIOD (DBusHandle)
+    "ActiveSessions": "true",
+    "TotalSessions": "true",
     "ConfigurationFiles": "true",
 }
+# Seconds between two PropertiesChanged for State and the session counters: sessions come
+# and go hundreds of times a second on a busy host, a signal for each would be a flood.
+PROPERTIES_PERIOD = 1.0
+# Introspection says so for the properties signalled at most once per period.
+PERIOD_ANNOTATION = "org.miltermanager.Manager1.ChangedSignalPeriodSeconds"
+PERIODIC_PROPERTIES = frozenset({"State", "ActiveSessions", "TotalSessions"})
 
 
 def _bus_types(out: str = "", **params: str) -> Callable[[_F], _F]:
@@ -288,7 +294,12 @@ class ManagerInterface(ServiceInterface):
             for arg, arg_name in zip(out_args, names, strict=True):
                 arg.name = arg_name
         interface.properties = [
-            _AnnotatedProperty(p, PROPERTY_CHANGE_SIGNALS[p.name]) for p in interface.properties
+            _AnnotatedProperty(
+                p,
+                PROPERTY_CHANGE_SIGNALS[p.name],
+                f"{PROPERTIES_PERIOD:g}" if p.name in PERIODIC_PROPERTIES else "",
+            )
+            for p in interface.properties
         ]
         return interface
 
@@ -326,20 +337,25 @@ def _no_such_milter(name: str) -> DBusError:
 
 
 class _AnnotatedProperty(intr.Property):
-    """A property whose introspection says whether PropertiesChanged covers it.
+    """A property whose introspection says whether (and how often) PropertiesChanged covers it.
 
     dbus-next 0.2.3 writes no annotations; busctl would show every property as emits-change.
     """
 
-    def __init__(self, plain: intr.Property, emits_changed_signal: str) -> None:
+    def __init__(self, plain: intr.Property, emits_changed_signal: str, period: str = "") -> None:
         super().__init__(plain.name, plain.signature, plain.access)
         self.emits_changed_signal = emits_changed_signal
+        self.period = period
 
     def to_xml(self) -> ElementTree.Element:
         element: ElementTree.Element = super().to_xml()
         annotation = ElementTree.SubElement(element, "annotation")
         annotation.set("name", "org.freedesktop.DBus.Property.EmitsChangedSignal")
         annotation.set("value", self.emits_changed_signal)
+        if self.period:
+            periodic = ElementTree.SubElement(element, "annotation")
+            periodic.set("name", PERIOD_ANNOTATION)
+            periodic.set("value", self.period)
         return element
 
 
@@ -499,6 +515,7 @@ class DBusHandle:
     bus: MessageBus
     interface: ManagerInterface
     watcher: asyncio.Task[BaseException | None] | None = None
+    ticker: asyncio.Task[None] | None = None
 
     # The emitters run inside the daemon's reload and override paths (as Control
     # callbacks): a lost or closed bus must never make those fail.
@@ -522,6 +539,29 @@ class DBusHandle:
         except Exception:
             log.warning("could not emit Reloaded", exc_info=True)
 
+    async def signal_properties(self, period: float = PROPERTIES_PERIOD) -> None:
+        """PropertiesChanged for State, ActiveSessions and TotalSessions, at most once a period.
+
+        Each signal carries the values that changed since the last one, as they are at that
+        moment (a state shorter than the period, e.g. a quick reload, may not show).
+        """
+        control = self.interface.control
+        last: dict[str, object] = {}
+        while self.bus.connected:
+            now: dict[str, object] = {
+                "State": control.state(),
+                "ActiveSessions": control.active_sessions(),
+                "TotalSessions": control.total_sessions(),
+            }
+            changed = {key: value for key, value in now.items() if last.get(key) != value}
+            if changed and last:
+                try:
+                    self.interface.emit_properties_changed(changed)
+                except Exception:
+                    log.debug("could not emit PropertiesChanged", exc_info=True)
+            last = now
+            await asyncio.sleep(period)
+
     async def wait_lost(self) -> BaseException | None:
         """Until the connection ends: the error that ended it, None after ``close()``."""
         if self.watcher is None:
@@ -530,6 +570,8 @@ class DBusHandle:
 
     async def close(self) -> None:
         """Give up the name and disconnect; safe to call twice."""
+        if self.ticker is not None:
+            self.ticker.cancel()
         if self.bus.connected:
             with contextlib.suppress(DBusError):
                 await self.bus.release_name(BUS_NAME)
@@ -545,6 +587,7 @@ async def export_control(
     *,
     subscribe: bool = True,
     reread_policy: bool = False,
+    signal_properties: bool = False,
 ) -> DBusHandle:
     """Connect, export the interface, then request the name.
 
@@ -559,7 +602,8 @@ async def export_control(
     configuration once before the second try: it may have read our policy
     file before the user that the policy names existed (package install:
     the file lands before systemd-sysusers runs), and nothing else makes it
-    read the file again.
+    read the file again. With ``signal_properties``, State and the session counters
+    are signalled too (``DBusHandle.signal_properties``).
     """
     new_bus: Callable[..., ControlBus] = ControlBus  # its bus_address hint lacks None
     bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
@@ -583,6 +627,8 @@ async def export_control(
     )
     if subscribe:
         control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
+    if signal_properties:
+        handle.ticker = asyncio.get_running_loop().create_task(handle.signal_properties())
     return handle
 
 

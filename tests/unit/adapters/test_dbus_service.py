@@ -417,3 +417,48 @@ def test_a_lost_bus_ends_the_handle_and_does_not_fail_the_daemon(loop: LoopThrea
     control.set_milter_enabled("opendkim", False, "test")
     assert control.set_calls == [("opendkim", False, "test")]
     loop.run(handle.close())
+
+
+# -- PropertiesChanged for State and the counters (issue 16) ----------------------------
+
+
+async def property_signals(address: str, seconds: float, change: Callable[[], None]) -> list[
+    dict[str, Any]
+]:
+    """PropertiesChanged bodies (changed properties) seen for ``seconds`` after ``change()``."""
+    client = await MessageBus(bus_address=address).connect()
+    seen: list[dict[str, Any]] = []
+
+    def on_message(message: Message) -> None:
+        if message.message_type == MessageType.SIGNAL and message.member == "PropertiesChanged":
+            seen.append({key: variant.value for key, variant in message.body[1].items()})
+
+    try:
+        client.add_message_handler(on_message)
+        await add_match(client, f"type='signal',path='{OBJECT_PATH}'")
+        change()
+        await asyncio.sleep(seconds)
+        return seen
+    finally:
+        _disconnect(client)
+
+
+def test_state_and_counters_are_signalled_at_most_once_a_period(
+    bus: PrivateBus, loop: LoopThread, control: FakeControl
+) -> None:
+    handle = loop.run(export_control(control, bus.address, signal_properties=True))
+    try:
+        time.sleep(1.2)  # the first look: the values to compare with
+
+        def many_sessions() -> None:
+            for _ in range(50):  # fifty sessions within a moment: one signal, not fifty
+                control.total += 1
+            control.active = 7
+            control.current_state = "reloading"
+
+        seen = asyncio.run(property_signals(bus.address, 1.5, many_sessions))
+        assert seen == [{"State": "reloading", "ActiveSessions": 7, "TotalSessions": 170}]
+        quiet = asyncio.run(property_signals(bus.address, 1.5, lambda: None))
+        assert quiet == []  # nothing changed: nothing sent
+    finally:
+        loop.run(handle.close())
