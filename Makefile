@@ -38,6 +38,7 @@ bench: venv
 	$(VENV)/bin/python bench/sessions.py
 	$(VENV)/bin/python bench/conditions.py
 	$(VENV)/bin/python bench/dbus_control.py
+	$(VENV)/bin/python bench/big_messages.py
 
 install:
 	./scripts/install-files "$(DESTDIR)" "$(PREFIX)"

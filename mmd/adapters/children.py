@@ -26,6 +26,7 @@ _parsed_spec = functools.lru_cache(maxsize=64)(parse_connection_spec)
 
 ReplyHandler = Callable[[int, m.ReplyMessage], None]
 FailureHandler = Callable[[int, str], None]
+DrainedHandler = Callable[[int], None]
 
 
 class ChildLink(asyncio.Protocol):
@@ -53,6 +54,8 @@ class ChildLink(asyncio.Protocol):
         self._write_timer: asyncio.TimerHandle | None = None
         self._awaiting: Stage | None = None
         self._done = False  # failed or closed on purpose: report nothing more
+        self._write_paused = False
+        self._on_drained: DrainedHandler | None = None
 
     # ------------------------------------------------------------ engine side
 
@@ -68,6 +71,26 @@ class ChildLink(asyncio.Protocol):
         if expect_reply:
             self._awaiting = stage
             self._arm_read_timer()
+
+    def when_drained(self, handler: DrainedHandler) -> None:
+        """Call ``handler(index)`` once the socket took what was sent (engine's ``Drain``).
+
+        Never at once: from the next loop pass at the earliest, so that a big body
+        streamed to one child leaves the other sessions their turn.
+        """
+        if self._done:
+            return
+        self._on_drained = handler
+        if self._transport is not None and not self._write_paused:
+            self._event_loop().call_soon(self._drained)
+        # else connection_made or resume_writing carries on
+
+    def _drained(self) -> None:
+        handler = self._on_drained
+        if handler is None or self._done or self._write_paused or self._transport is None:
+            return
+        self._on_drained = None
+        handler(self.index)
 
     def close(self) -> None:
         """Closed on the engine's word: no failure report follows."""
@@ -149,6 +172,8 @@ class ChildLink(asyncio.Protocol):
         if self._pending:
             transport.write(b"".join(self._pending))
             self._pending = []
+        if self._on_drained is not None:
+            self._event_loop().call_soon(self._drained)
 
     # ------------------------------------------------------------ reading
 
@@ -216,15 +241,19 @@ class ChildLink(asyncio.Protocol):
         )
 
     def pause_writing(self) -> None:
+        self._write_paused = True
         timeout = self.config.writing_timeout
         self._write_timer = self._event_loop().call_later(
             timeout, self._fail, f"timeout: could not write within {timeout:g} s"
         )
 
     def resume_writing(self) -> None:
+        self._write_paused = False
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+        if self._on_drained is not None:
+            self._event_loop().call_soon(self._drained)
 
     def _cancel_timers(self) -> None:
         for timer in (self._read_timer, self._write_timer, self._connect_timer):

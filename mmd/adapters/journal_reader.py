@@ -41,7 +41,8 @@ class JournalQuery:
 
 
 def command(query: JournalQuery) -> list[str]:
-    args = [JOURNALCTL, "--output=export", "--no-pager", "--quiet"]
+    # no --quiet: it also hides "No journal files were found.", which must reach the user
+    args = [JOURNALCTL, "--output=export", "--no-pager"]
     if query.directory is not None:
         args.append(f"--directory={query.directory}")
     if query.after_cursor:
@@ -53,6 +54,33 @@ def command(query: JournalQuery) -> list[str]:
     args.append(f"SYSLOG_IDENTIFIER={query.identifier}")
     args.extend(f"MMD_EVENT={event}" for event in query.events)
     return args
+
+
+NO_FILES = "No journal files were found."
+SYSTEM_JOURNALS = (Path("/var/log/journal"), Path("/run/log/journal"))
+
+
+def journal_files_exist(directory: Path | None) -> bool:
+    """journalctl -o export says nothing when there is no journal at all: look ourselves."""
+    folders = SYSTEM_JOURNALS if directory is None else (directory,)
+    for folder in folders:
+        try:
+            if any(folder.rglob("*.journal")) or any(folder.rglob("*.journal~")):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _location(query: JournalQuery) -> str:
+    if query.directory is not None:
+        return f"the journal files in {query.directory}"
+    return "the system journal"
+
+
+def describe(query: JournalQuery) -> str:
+    """Where the entries come from, in words (for the summary and the page)."""
+    return f"{_location(query)} (SYSLOG_IDENTIFIER={query.identifier})"
 
 
 def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
@@ -85,9 +113,13 @@ def parse_export(stream: IO[bytes]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def read_entries(query: JournalQuery) -> Iterator[Iterator[dict[str, Any]]]:
+def read_entries(
+    query: JournalQuery, notes: list[str] | None = None
+) -> Iterator[Iterator[dict[str, Any]]]:
     """Entries in journal order as dicts of strings. Raises JournalReadError when journalctl
-    fails (bad cursor, unreadable journal), after the entries it did print."""
+    fails (bad cursor, unreadable journal) or finds no journal file at all, after the entries
+    it did print; its other messages (e.g. the hint about missing group rights) go to
+    ``notes``."""
     # a file, not a pipe: a full pipe would stall journalctl while we read stdout
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     try:
@@ -102,13 +134,26 @@ def read_entries(query: JournalQuery) -> Iterator[Iterator[dict[str, Any]]]:
     def entries() -> Iterator[dict[str, Any]]:
         nonlocal finished
         assert process.stdout is not None
-        yield from parse_export(process.stdout)
+        count = 0
+        for entry in parse_export(process.stdout):
+            count += 1
+            yield entry
         code = process.wait()
         finished = True
+        stderr.seek(0)
+        error = stderr.read().decode(errors="replace").strip()
         if code != 0:
-            stderr.seek(0)
-            error = stderr.read().decode(errors="replace").strip()
             raise JournalReadError(f"journalctl failed (exit status {code}): {error}")
+        if NO_FILES in error or (count == 0 and not journal_files_exist(query.directory)):
+            where = ("/var/log/journal or /run/log/journal" if query.directory is None
+                     else str(query.directory))
+            raise JournalReadError(
+                f"no journal to read: journalctl found no journal files in {where} "
+                "(is journald running, and does it keep a journal: Storage=?). "
+                "Without journald, read the daemon's log with --from-file"
+            )
+        if notes is not None and error:
+            notes.extend(line for line in error.splitlines() if line.strip())
 
     try:
         yield entries()

@@ -4,22 +4,26 @@ This is the per-packet hot path. Bytes from the MTA are decoded and handed
 to the session engine; the engine's actions are carried out at once, with no
 awaits in between, so the order the engine chose is the order on the wire.
 Child replies come back the same way through ``ChildLink`` callbacks.
+
+Nothing here holds more than a little per session: the engine streams big
+bodies a window at a time (``Drain``: carry on once the peer's socket took it,
+and never in the same loop pass, so other sessions get their turn), and the
+MTA is not read while its commands pile up behind busy children or while it
+does not read our answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import socket
-import stat
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from mmd.adapters.children import ChildLink
-from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
+from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
 from mmd.engine.applicability import SessionFacts, Stage
 from mmd.engine.message import SpooledBody
@@ -29,6 +33,9 @@ from mmd.engine.session import (
     ChildSettings,
     CloseChild,
     ConditionSkipped,
+    Drain,
+    MtaDrain,
+    MtaError,
     Session,
     SessionFinished,
     SessionSettings,
@@ -126,6 +133,9 @@ class ServerState:
 
 _NOBODY = -1
 _MTA = -2
+# MTA commands queued while children answer: past this, mmd stops reading from the MTA
+# (a pipelining MTA sends a few ahead; one that never reads replies is not let fill memory)
+_BACKLOG_LIMIT = 32
 
 
 class MtaProtocol(asyncio.Protocol):
@@ -140,6 +150,11 @@ class MtaProtocol(asyncio.Protocol):
         transport = cast(asyncio.Transport, base)
         self._transport = transport
         self._started_session = False
+        self._reading_paused = False
+        self._writing_paused = False  # the MTA does not read what we send
+        self._drained_pending = False  # the engine waits for mta_drained()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_input = 0.0
         state = self._state
         limit = state.generation.manager.max_connections
         if limit and state.active >= limit:
@@ -172,6 +187,13 @@ class MtaProtocol(asyncio.Protocol):
         ]
         self._started_session = True
         self._begin()
+        timeout = manager.mta_idle_timeout
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._loop = loop
+            self._idle_timeout = timeout
+            self._last_input = loop.time()
+            self._idle_timer = loop.call_at(self._last_input + timeout, self._idle_check)
 
     def _begin(self) -> None:
         state = self._state
@@ -184,9 +206,13 @@ class MtaProtocol(asyncio.Protocol):
         if not self._started_session:
             self._early.append(data)  # raced the pause: keep it for when the session starts
             return
+        session = self._session
+        if session.finished:
+            return  # after QUIT: nothing more to read, and nothing kept
+        if self._idle_timer is not None:
+            self._last_input = self._loop.time()
         decoder = self._decoder
         decoder.receive_data(data)
-        session = self._session
         while True:
             try:
                 command = decoder.next_message()
@@ -196,9 +222,67 @@ class MtaProtocol(asyncio.Protocol):
                 )
                 self._close_mta()
                 return
-            if command is None or session.finished:
-                return
+            if command is None:
+                break
             self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
+            if session.finished:
+                return  # closed when the session's end was recorded
+        if session.backlog > _BACKLOG_LIMIT:
+            self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._reading_paused
+            and not self._writing_paused
+            and self._session.backlog <= _BACKLOG_LIMIT // 2
+            and self._transport is not None
+            and not self._transport.is_closing()
+        ):
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # the MTA does not read our replies: stop reading its commands until it does
+        self._writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drained_pending:
+            self._drained_pending = False
+            asyncio.get_running_loop().call_soon(self._mta_drained)
+        if self._started_session:
+            self._maybe_resume_reading()
+
+    def _mta_drained(self) -> None:
+        if self._writing_paused:
+            self._drained_pending = True
+        elif not self._session.finished:
+            self._carry_out(self._session.mta_drained())
+
+    def _idle_check(self) -> None:
+        """Close an MTA connection silent for mta_idle_timeout while mmd waits for it."""
+        self._idle_timer = None
+        if self._session.finished or self._transport is None or self._transport.is_closing():
+            return
+        loop = self._loop
+        deadline = self._last_input + self._idle_timeout
+        if loop.time() < deadline or not self._session.waiting_for_mta:
+            # bytes came in the meantime, or children are still working: look again later
+            later = max(deadline, loop.time() + 1.0)
+            self._idle_timer = loop.call_at(later, self._idle_check)
+            return
+        self._state.recorder.mta_error(
+            self._session_id,
+            f"the MTA sent nothing for {self._idle_timeout:g} s (mta_idle_timeout): "
+            "closing its connection",
+        )
+        self._close_mta()
 
     def connection_lost(self, exc: Exception | None) -> None:
         state = self._state
@@ -206,6 +290,9 @@ class MtaProtocol(asyncio.Protocol):
             if self in state.waiting:
                 state.waiting.remove(self)
             return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if not self._session.finished:
             self._carry_out(self._session.mta_closed())
         for link in self._links:
@@ -231,11 +318,20 @@ class MtaProtocol(asyncio.Protocol):
 
     def _child_reply(self, index: int, reply: m.ReplyMessage) -> None:
         self._carry_out(self._session.from_child(index, reply))
+        if self._reading_paused:
+            self._maybe_resume_reading()
 
     def _child_failed(self, index: int, reason: str) -> None:
         # logged as an error when the engine reports the child's end (ChildFinished.failed),
         # like the failures only the engine sees (a reply that breaks the protocol)
         self._carry_out(self._session.child_failed(index, reason))
+        if self._reading_paused:
+            self._maybe_resume_reading()
+
+    def _child_drained(self, index: int) -> None:
+        self._carry_out(self._session.child_drained(index))
+        if self._reading_paused:
+            self._maybe_resume_reading()
 
     # ------------------------------------------------------------ actions
 
@@ -243,10 +339,13 @@ class MtaProtocol(asyncio.Protocol):
         # Adjacent packets for the same peer leave in one write (MACRO + CONNECT, the
         # changes + the verdict at end-of-message): every write costs a system call and a
         # wake-up of the peer, the biggest single cost per session. Only neighbours are
-        # joined, so the order of writes across peers stays the engine's.
+        # joined (collected in a list, joined once: a body's worth of "+" would cost the
+        # square of its size), so the order of writes across peers stays the engine's.
+        # The engine sends at most a window of body chunks before a Drain, so a list
+        # holds a few chunks at most.
         links = self._links
         held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
-        held_data = b""
+        held_parts: list[bytes] = []
         held_stage = Stage.NEGOTIATE
         encoded: dict[int, bytes] = {}  # by id(): the same command goes to every child
         for action in actions:
@@ -256,24 +355,22 @@ class MtaProtocol(asyncio.Protocol):
                 data = encoded.get(id(message), b"")
                 if not data:
                     data = encoded[id(message)] = encode(message)
-                if held == index:
-                    data = held_data + data
-                elif held != _NOBODY:
-                    self._write_held(held, held_data, held_stage)
+                if held != index:
+                    if held != _NOBODY:
+                        self._write_held(held, held_parts, held_stage)
+                    held, held_parts = index, []
+                held_parts.append(data)
+                held_stage = action.stage
                 if action.expect_reply:
-                    links[index].send(data, True, action.stage)
+                    links[index].send(_joined(held_parts), True, action.stage)
                     held = _NOBODY
-                else:
-                    held, held_data, held_stage = index, data, action.stage
             elif type(action) is ToMta:
                 reply = action.message
-                data = encode(reply)
-                if held == _MTA:
-                    held_data += data
-                else:
+                if held != _MTA:
                     if held != _NOBODY:
-                        self._write_held(held, held_data, held_stage)
-                    held, held_data = _MTA, data
+                        self._write_held(held, held_parts, held_stage)
+                    held, held_parts = _MTA, []
+                held_parts.append(encode(reply))
                 if (
                     isinstance(reply, _HEADER_CHANGES)
                     and reply.value  # an empty ChangeHeader deletes
@@ -282,21 +379,40 @@ class MtaProtocol(asyncio.Protocol):
                     self._state.recorder.header_added(self._session_id, reply.name, reply.value)
             else:
                 if held != _NOBODY:
-                    self._write_held(held, held_data, held_stage)
+                    self._write_held(held, held_parts, held_stage)
                     held = _NOBODY
-                if type(action) is CloseChild:
-                    links[action.index].close()
+                kind = type(action)
+                if kind is CloseChild:
+                    links[action.index].close()  # type: ignore[union-attr]
+                elif kind is Drain:
+                    links[action.index].when_drained(self._child_drained)  # type: ignore[union-attr]
+                elif kind is MtaDrain:
+                    self._when_mta_drained()
+                elif kind is MtaError:
+                    self._mta_problem(action)  # type: ignore[arg-type]
                 else:
                     self._record(action)
         if held != _NOBODY:
-            self._write_held(held, held_data, held_stage)
+            self._write_held(held, held_parts, held_stage)
 
-    def _write_held(self, held: int, data: bytes, stage: Stage) -> None:
+    def _write_held(self, held: int, parts: list[bytes], stage: Stage) -> None:
         if held == _MTA:
             if self._transport is not None:
-                self._transport.write(data)
+                self._transport.write(_joined(parts))
         else:
-            self._links[held].send(data, False, stage)
+            self._links[held].send(_joined(parts), False, stage)
+
+    def _when_mta_drained(self) -> None:
+        # after the other sessions had their turn, and only once the MTA took the bytes
+        if self._writing_paused:
+            self._drained_pending = True
+        else:
+            asyncio.get_running_loop().call_soon(self._mta_drained)
+
+    def _mta_problem(self, error: MtaError) -> None:
+        self._state.recorder.mta_error(self._session_id, error.reason)
+        if error.fatal:
+            self._close_mta()
 
     def _record(self, action: Action) -> None:
         recorder = self._state.recorder
@@ -336,27 +452,23 @@ class MtaProtocol(asyncio.Protocol):
             )
             if not self._session.finished:  # QUIT_NC: a new SMTP session follows
                 self._begin()
+            else:  # QUIT, a protocol error or the MTA left: nothing more to read
+                self._close_mta()
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # ---------------------------------------------------------------- listening
 
 
-async def listen(
-    spec_text: str, state: ServerState, socket_mode: int = 0o660, socket_group: str = ""
-) -> asyncio.Server:
-    """Listen on a connection spec (unix sockets get the configured mode and group)."""
+async def listen(spec_text: str, state: ServerState) -> asyncio.Server:
+    """Listen on an inet or inet6 connection spec (Unix sockets: ``mmd.adapters.unix_socket``)."""
     loop = asyncio.get_running_loop()
     spec = parse_connection_spec(spec_text)
-    if isinstance(spec, UnixSpec):
-        _remove_stale_socket(spec.path)
-        server = await loop.create_unix_server(lambda: MtaProtocol(state), spec.path, backlog=1024)
-        os.chmod(spec.path, socket_mode)
-        if socket_group:
-            import grp
-
-            os.chown(spec.path, -1, grp.getgrnam(socket_group).gr_gid)
-        return server
-    assert isinstance(spec, InetSpec)
+    if not isinstance(spec, InetSpec):
+        raise ValueError(f"not an inet connection spec: {spec_text}")
     family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
     return await loop.create_server(
         lambda: MtaProtocol(state),
@@ -376,20 +488,3 @@ async def serve_socket(sock: socket.socket, state: ServerState) -> asyncio.Serve
         return await loop.create_unix_server(lambda: MtaProtocol(state), sock=sock)
     return await loop.create_server(lambda: MtaProtocol(state), sock=sock)
 
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(f"{path} exists and is not a socket; refusing to replace it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: a leftover from a previous run
-    else:
-        raise OSError(f"{path} is in use by another process")
-    finally:
-        probe.close()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mmd import __version__
+from mmd.cli.classic_options import add_classic_options, apply_classic_options
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
 from mmd.detection.model import DetectedMilter
 
@@ -35,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
-            f"{NON_ROOT_SPEC_HELP} (as another user), unless systemd passes a socket "
-            "(LISTEN_FDS). Signals: SIGHUP reloads, SIGTERM stops after sessions in flight end. "
-            "Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml."
+            f"{NON_ROOT_SPEC_HELP} (as another user; without XDG_RUNTIME_DIR under "
+            "/tmp/milter-manager-UID, which must be a folder of that user writable by nobody "
+            "else), unless systemd passes a socket (LISTEN_FDS). The socket file it creates is "
+            "removed at exit. Signals: SIGHUP reloads, SIGTERM stops after sessions in flight "
+            "end. Configuration: DIR/milter-manager.toml and DIR/milter-manager.d/*.toml; a "
+            "configuration with any problem is refused: at start every session then gets "
+            "temporary failure until a reload succeeds."
         ),
     )
     parser.add_argument(
@@ -58,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--show-config",
         action="store_true",
         help="print the effective configuration as TOML, each value with where it "
-        "came from, and exit",
+        "came from, and exit; exit status 1 (problems on stderr) when the daemon would "
+        "refuse it",
     )
     parser.add_argument(
         "--no-detection",
@@ -98,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"milter-manager (mmd) {__version__}"
     )
+    add_classic_options(parser)
     return parser
 
 
@@ -106,6 +113,19 @@ def default_connection_spec() -> str:
         return DEFAULT_CONNECTION_SPEC
     runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/milter-manager-{os.geteuid()}"
     return f"unix:{runtime}/milter-manager/milter-manager.sock"
+
+
+def private_socket_root() -> Path:
+    """The top folder of the non-root default socket that must be the user's alone.
+
+    Under /tmp another local user could make /tmp/milter-manager-UID first and receive the
+    mail: the daemon refuses it, and every folder below it, unless it is a real folder (no
+    symbolic link) owned by this user and writable by nobody else (``mmd.adapters.unix_socket``).
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "milter-manager"
+    return Path(f"/tmp/milter-manager-{os.geteuid()}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mmd.cli.report import main as report_main
 
         return report_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.connection_spec:
+        from mmd.config.connection_spec import parse_connection_spec
+
+        try:
+            parse_connection_spec(args.connection_spec)
+        except ValueError as error:
+            parser.error(f"-s/--connection-spec: {error}")
 
     from mmd.adapters import event_loop
     from mmd.adapters.journal import setup_logging
@@ -130,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, object] = {}
     if args.connection_spec:
         overrides["connection_spec"] = args.connection_spec
+    apply_classic_options(args, overrides)
     options = Options(
         config_dir=args.config_dir,
         overrides=overrides,
@@ -147,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         overrides["connection_spec"] = default_connection_spec()
         options.overrides = overrides
+        if os.geteuid() != 0:
+            options.private_socket_root = private_socket_root()
     try:
         return event_loop.run(Daemon(options).run())
     except KeyboardInterrupt:
@@ -184,20 +215,24 @@ def _config_sets_spec(config_dir: Path) -> bool:
 
     try:
         config = load_configuration(config_dir)
-    except ConfigError:
-        return False
+    except ConfigError as error:  # refused: still listen where the files say (if valid)
+        if error.configuration is None:
+            return False
+        config = error.configuration
     return str(config.manager.origin("connection_spec")) != "default"
 
 
 def show_config(options: object) -> int:
+    """Print the configuration a reload would install; exit 1 when a reload would refuse it."""
     from mmd.config.loader import ConfigError
     from mmd.config.show import render_show_config
-    from mmd.daemon.service import Options, load
+    from mmd.control import InvalidConfiguration
+    from mmd.daemon.service import Options, load_checked
 
     assert isinstance(options, Options)
     try:
-        config = load(options, {})
-    except ConfigError as error:
+        config, _ = load_checked(options, {}, 0)
+    except (ConfigError, InvalidConfiguration) as error:
         print(f"milter-manager: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(render_show_config(config))
@@ -208,18 +243,34 @@ def import_config(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="milter-manager import-config",
         description="Convert a classic milter-manager.local.conf (Ruby) to TOML on stdout; "
-        "what could not be converted is listed on stderr.",
+        "what could not be converted is listed on stderr. A define_milter without "
+        "connection_spec for a milter not detected on this host is written commented out "
+        "(with the reason), so the output always loads.",
     )
     parser.add_argument("file", type=Path, help="the classic configuration file")
+    parser.add_argument(
+        "--no-detection", action="store_true",
+        help="do not ask systemd which milters are installed: every define_milter without "
+        "connection_spec is then written commented out",
+    )
+    parser.add_argument(
+        "--detection-root", metavar="DIR", type=Path, default=Path("/"),
+        help="read milters' configuration files below DIR (default /)",
+    )
     args = parser.parse_args(list(argv))
     from mmd.config.import_ruby import import_ruby_config
+
+    detected: list[str] = []
+    if not args.no_detection:
+        milters, _ = _detector(args.detection_root)()
+        detected = [milter.name for milter in milters]
 
     try:
         text = args.file.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as error:
         print(f"milter-manager import-config: {error}", file=sys.stderr)
         return 1
-    toml_text, problems = import_ruby_config(text, str(args.file))
+    toml_text, problems = import_ruby_config(text, str(args.file), detected)
     sys.stdout.write(toml_text)
     for problem in problems:
         print(problem, file=sys.stderr)

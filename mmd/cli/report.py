@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
             "The journal cursor, the totals and the databases live in the state directory; "
             "running twice never counts an entry twice. Needs read access to the journal "
             "(root, or the systemd-journal or adm group) and the rrdtool command. "
-            "Exit status: 0 done, 1 journal/rrdtool/state error, 2 usage."
+            "Without journald (a container, a shell), give the daemon's text log with "
+            "--from-file (docs/report.md). "
+            "Exit status: 0 done (also when nothing new was found: the summary says why), "
+            "1 journal/rrdtool/state error (e.g. no journal files at all), 2 usage."
         ),
     )
     parser.add_argument(
@@ -59,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--journal-directory", metavar="DIR", type=Path,
         help="read journal files from DIR instead of the system journal (journalctl -D)",
+    )
+    parser.add_argument(
+        "--from-file", metavar="FILE", type=Path,
+        help="read the daemon's text log instead of the journal: the lines it writes to "
+        "stderr without journald ('INFO ...: message MMD_EVENT=session-end ...'), each "
+        "best led by an ISO 8601 timestamp (lines without one count as now); read on from "
+        "where the last run stopped; use a state directory of its own",
     )
     parser.add_argument(
         "--since", metavar="TIME",
@@ -108,14 +118,17 @@ def summary_line(result: Result) -> str:
         f"read {summary.entries} entries, {sum(summary.sessions.values())} sessions"
         f"{' (' + counts + ')' if counts else ''}, "
         f"{_time(summary.first_time)} .. {_time(summary.last_time)}; "
-        f"{result.points} database points, {len(result.graphs)} graphs\n"
+        f"{result.points} database points, {len(result.graphs)} graphs"
+        f" from {result.source}"
+        + (f"; {reason}" if (reason := result.nothing_found()) else "") + "\n"
     )
 
 
 def summary_text(result: Result) -> str:
     summary = result.summary
     lines = [
-        f"journal entries read: {summary.entries}",
+        f"read from: {result.source}",
+        f"entries read: {summary.entries}",
         f"sessions: {sum(summary.sessions.values())}",
     ]
     statuses = list(SESSION_STATUSES) + sorted(set(summary.sessions) - set(SESSION_STATUSES))
@@ -124,6 +137,9 @@ def summary_text(result: Result) -> str:
     lines.append(f"database points written: {result.points}")
     lines.append(f"graphs drawn: {len(result.graphs)}")
     lines.append(f"sessions since the first run: {sum(result.totals.sessions.values())}")
+    reason = result.nothing_found()
+    if reason:
+        lines.append(f"nothing read: {reason}")
     return "\n".join(lines) + "\n"
 
 
@@ -140,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         since=args.since,
         progress=progress,
         now=args.now,
+        from_file=args.from_file,
     )
     try:
         result = run(options)
@@ -150,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if show_progress:
         sys.stderr.write("\n")
+    for note in result.notes:
+        print(f"milter-manager report: journalctl: {note}", file=sys.stderr)
     if not args.quiet:
         text = summary_text(result) if sys.stdout.isatty() else summary_line(result)
         sys.stdout.write(text)

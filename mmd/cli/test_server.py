@@ -400,9 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
     add("--end-of-message-timeout", type=float, default=300.0, metavar="SECONDS",
         help="Give up waiting for the end-of-message reply after SECONDS; a progress "
         "reply restarts the wait. (default: %(default)s)")
+    add("-t", "--threads", type=_threads, default=0, metavar="N",
+        help="Run N sessions in parallel (the classic tool's threads); each prints its "
+        "result, in the order the sessions were started; 0 is one session. "
+        "(default: %(default)s)")
     add("-v", "--verbose", action="store_true",
-        help="Trace every packet sent and received on standard error.")
+        help="Trace every packet sent and received on standard error; with a connection "
+        "failure, also say why on standard error.")
     return parser
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of threads: {text}")
+    return value
 
 
 @dataclass(slots=True)
@@ -418,6 +433,7 @@ class Options:
     color: bool = False
     verbose: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
 
 
 def parse_connect_address(text: str) -> ConnectionSpec:
@@ -567,8 +583,8 @@ def options_from(argv: Sequence[str] | None) -> Options:
     if color_value not in ("yes", "true", "no", "false", "auto"):
         raise UsageError(f"Invalid color value: {args.color}")
     color = color_value in ("yes", "true") or (color_value == "auto" and sys.stdout.isatty())
-    return Options(spec, str(spec), session, mail, timeouts, args.output_message, color,
-                   args.verbose)
+    return Options(spec, args.connection_spec, session, mail, timeouts, args.output_message, color,
+                   args.verbose, threads=max(1, args.threads))
 
 
 def _trace(direction: str, message: m.Message) -> None:
@@ -583,18 +599,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error)
         return 1
     trace = _trace if options.verbose else None
-    try:
-        result = asyncio.run(run_session(options.spec, options.session, options.timeouts, trace))
-    except ConnectError as error:
-        # the classic prints this on standard output; the reason goes to standard error
-        print(f"Failed to connect to {options.spec_text}")
-        print(f"{PROGRAM_NAME}: {error}", file=sys.stderr)
-        return 1
-    except SessionError as error:
-        print(error)
-        return 1
-    sys.stdout.write(format_result(result, options.mail, options.output_message, options.color))
-    return 0
+    outcomes = asyncio.run(_sessions(options, trace))
+    status = 0
+    for outcome in outcomes:
+        if isinstance(outcome, ConnectError):
+            # one line on standard output, as the classic prints it; why, with -v
+            print(f"Failed to connect to {options.spec_text}")
+            if options.verbose:
+                print(f"{PROGRAM_NAME}: {outcome}", file=sys.stderr)
+            status = 1
+        elif isinstance(outcome, SessionError):
+            print(outcome)
+            status = 1
+        else:
+            sys.stdout.write(format_result(outcome, options.mail, options.output_message,
+                                           options.color))
+    return status
+
+
+async def _sessions(
+    options: Options, trace: Callable[[str, m.Message], None] | None
+) -> list[SessionResult | ConnectError | SessionError]:
+    """``--threads`` sessions at once, each with its own queue id; results in start order."""
+
+    async def one(number: int) -> SessionResult | ConnectError | SessionError:
+        session = options.session if number == 0 else _with_queue_id(options.session)
+        try:
+            return await run_session(options.spec, session, options.timeouts, trace)
+        except (ConnectError, SessionError) as error:
+            return error
+
+    return list(await asyncio.gather(*(one(number) for number in range(options.threads))))
+
+
+def _with_queue_id(session: SessionInput) -> SessionInput:
+    """The same session under a fresh random queue id (the ``i`` macro)."""
+    old = dict(session.macros.get("data", [])).get("i")
+    new = secrets.token_hex(5).upper()
+    macros = {stage: [(name, new if name == "i" and value == old else value)
+                      for name, value in pairs]
+              for stage, pairs in session.macros.items()}
+    return replace(session, macros=macros)
 
 
 if __name__ == "__main__":

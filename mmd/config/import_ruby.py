@@ -11,7 +11,7 @@ admin knows exactly what is left to do by hand.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from mmd.config.keys import MANAGER_KEYS, MILTER_KEYS
@@ -44,6 +44,11 @@ _NO_EQUIVALENT: dict[str, str] = {
 _CONDITION_HINT = "applicable conditions are set in [conditions] (docs/configuration.md)"
 _CONDITION_OBJECTS = ("remote_network", "stress", "restrict_accounts", "trusted_domain")
 _CONDITION_CALLS = ("define_applicable_condition", "restrict_accounts_by_")
+# The classic manager names the authentication conditions after the act, mmd after the client.
+_CLASSIC_CONDITION_NAMES = {
+    "Authentication": "Authenticated",
+    "Unauthentication": "Unauthenticated",
+}
 
 _DEFINE_MILTER = re.compile(
     r"""^define_milter\s*\(?\s*(?P<q>["'])(?P<name>[^"']+)(?P=q)\s*\)?\s*"""
@@ -79,14 +84,22 @@ class _Import:
     # [conditions.SECTION] key -> (value, line); the schema is mmd.conditions.settings
     conditions: dict[str, dict[str, tuple[object, int]]] = field(default_factory=dict)
     report: list[str] = field(default_factory=list)
+    detected: Collection[str] | None = None
 
     def skip(self, line: int, text: str, why: str) -> None:
         self.report.append(f"{self.filename}:{line}: not converted: {text}; {why}")
 
 
-def import_ruby_config(text: str, filename: str) -> tuple[str, list[str]]:
-    """Return the TOML text and the ``FILE:LINE: not converted: ...`` lines."""
-    state = _Import(filename)
+def import_ruby_config(
+    text: str, filename: str, detected: Collection[str] | None = None
+) -> tuple[str, list[str]]:
+    """Return the TOML text and the ``FILE:LINE: not converted: ...`` lines.
+
+    ``detected``: the names of the milters detected on this host. A ``define_milter`` without
+    ``connection_spec`` only changes a detected milter; for any other name the daemon would
+    refuse the file, so the entry is written commented out, with the reason. None: do not
+    check (every entry written as it is)."""
+    state = _Import(filename, detected=detected)
     statements = list(_statements(text))
     index = 0
     milter: _Milter | None = None
@@ -228,6 +241,7 @@ def _milter_statement(state: _Import, milter: _Milter, var: str, line: int, stmt
         if rest or not isinstance(value, str):
             state.skip(line, stmt, "expected one condition name in quotes")
             return
+        value = _CLASSIC_CONDITION_NAMES.get(value, value)
         current = milter.values.get("applicable_conditions", ([], line))[0]
         names = list(current) if isinstance(current, list) else []
         if value not in names:
@@ -474,15 +488,26 @@ def _render(state: _Import) -> str:
             out.append(f"# {state.filename}:{line}")
             out.append(f"{format_key(key)} = {format_value(value)}")
     for milter in state.milters.values():
-        out.append("")
-        out.append(f"# {state.filename}:{milter.line}")
-        out.append("[[milter]]")
-        out.append(f"name = {format_value(milter.name)}")
-        if "connection_spec" not in milter.values:
-            out.append("# no connection_spec: this changes the detected milter of this name")
+        entry = [f"# {state.filename}:{milter.line}", "[[milter]]",
+                 f"name = {format_value(milter.name)}"]
         for key, (value, line) in milter.values.items():
-            out.append(f"# {state.filename}:{line}")
-            out.append(f"{format_key(key)} = {format_value(value)}")
+            entry.append(f"# {state.filename}:{line}")
+            entry.append(f"{format_key(key)} = {format_value(value)}")
+        out.append("")
+        if "connection_spec" in milter.values:
+            out.extend(entry)
+        elif state.detected is None or milter.name in state.detected:
+            entry.insert(3, "# no connection_spec: this changes the detected milter of this name")
+            out.extend(entry)
+        else:
+            out.append(f"# Commented out: {milter.name!r} is not detected on this host and has "
+                       "no connection_spec,")
+            out.append("# so milter-manager would refuse it. Install the milter, or add its")
+            out.append("# connection_spec, then remove the '#-' below.")
+            out.extend(f"#-{line}" for line in entry)
+            state.report.append(
+                f"{state.filename}:{milter.line}: commented out: define_milter("
+                f"{milter.name!r}): not detected on this host and no connection_spec")
     for section, values in state.conditions.items():
         out.append("")
         out.append(f"[conditions.{format_key(section)}]")

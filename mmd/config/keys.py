@@ -99,12 +99,19 @@ def to_int(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
 
 
 def to_seconds(value: object) -> float:
+    """A time-out: more than zero seconds.
+
+    Zero would not mean "no time-out": every wait would end at once, every child would fail
+    with its fallback, and with the default ``accept`` mail would pass unfiltered.
+    """
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"expected a number of seconds, got {_type_name(value)} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number of seconds")
     if value < 0:
-        raise ValueError(f"{value} is negative")
+        raise ValueError(f"{value} is negative; a time-out must be more than 0 seconds")
+    if value == 0:
+        raise ValueError("0 is not a time-out; it must be more than 0 seconds")
     return float(value)
 
 
@@ -152,6 +159,8 @@ MANAGER_KEYS = _table(
         "Body bytes kept in memory per message before a temporary file."),
     Key("shutdown_timeout", "float", to_seconds,
         "Seconds SIGTERM waits for sessions in flight."),
+    Key("mta_idle_timeout", "float", to_seconds,
+        "Seconds an MTA connection may stay silent while mmd waits for it."),
 )
 
 MILTER_KEYS = _table(

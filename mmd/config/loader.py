@@ -6,15 +6,18 @@ the command line (``apply_overrides``). Every value remembers where it came
 from so ``--show-config`` and error messages can say so.
 
 Errors never stop at the first one: every problem of every file is collected
-into one ConfigError, which also carries the configuration built from
-everything that was valid, because the daemon keeps running with what loaded.
+into one ConfigError. Any problem refuses the whole configuration (a value
+skipped would run with its default); the ConfigError still carries what was
+valid, from which a daemon refused at start takes only where to listen.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,8 +38,8 @@ TABLES = ("manager", "milter", "conditions")
 class ConfigError(ValueError):
     """One or more problems, each ``FILE:LINE: key: what is wrong``.
 
-    ``configuration`` is what loaded without the bad values, for a daemon
-    that logs the problems and carries on.
+    ``configuration`` is what loaded without the bad values; a daemon refused
+    at start takes from it only where to listen.
     """
 
     def __init__(self, problems: Sequence[str], configuration: Configuration | None = None):
@@ -45,17 +48,62 @@ class ConfigError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-def config_files(config_dir: Path) -> list[Path]:
-    """The files read, in the order they apply."""
+def config_files(config_dir: Path, problems: list[str]) -> list[Path]:
+    """The files read, in the order they apply; what cannot be read goes to ``problems``.
+
+    Only a main file or drop-in folder that does not exist at all means "nothing to read".
+    A folder where the main file should be, a symbolic link to nothing, or a drop-in folder the
+    daemon's user may not list are problems: skipping them would drop settings silently.
+    Hidden names (an editor's ``.#50-local.toml`` lock link) are not drop-ins.
+    """
+    try:
+        os.stat(os.path.join(config_dir, "."))  # needs the right to enter the folder
+    except FileNotFoundError:
+        _exists_as(config_dir, True, problems)  # a symbolic link to nothing is a problem
+        return []
+    except OSError as error:
+        # e.g. a folder the daemon's user may not enter: a problem to report, not a crash
+        problems.append(f"{config_dir}: cannot read: {error.strerror or error}")
+        return []
     files: list[Path] = []
     main = config_dir / MAIN_FILE
-    if main.is_file():
+    if _exists_as(main, False, problems):
         files.append(main)
     drop_ins = config_dir / DROP_IN_DIR
-    if drop_ins.is_dir():
-        files.extend(sorted((p for p in drop_ins.glob("*.toml") if p.is_file()),
-                            key=lambda p: p.name))
+    if _exists_as(drop_ins, True, problems):
+        try:
+            with os.scandir(drop_ins) as entries:
+                names = sorted(e.name for e in entries
+                               if e.name.endswith(".toml") and not e.name.startswith("."))
+        except OSError as error:
+            problems.append(f"{drop_ins}: cannot read: {error.strerror or error}")
+            names = []
+        files.extend(path for path in (drop_ins / name for name in names)
+                     if _exists_as(path, False, problems))
     return files
+
+
+def _exists_as(path: Path, folder: bool, problems: list[str]) -> bool:
+    """True when ``path`` is there as a file (or a folder), symbolic links followed."""
+    wanted = "a folder" if folder else "a file"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return False  # really absent
+        problems.append(f"{path}: a symbolic link to {target!r}, which does not exist; "
+                        f"expected {wanted}")
+        return False
+    except OSError as error:
+        problems.append(f"{path}: cannot read: {error.strerror or error}")
+        return False
+    if (stat.S_ISDIR if folder else stat.S_ISREG)(mode):
+        return True
+    found = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "not a file"
+    problems.append(f"{path}: {found}, expected {wanted}")
+    return False
 
 
 def load_configuration(
@@ -66,13 +114,7 @@ def load_configuration(
     for found in detected:
         config.milters.append(_from_detected(found))
     problems: list[str] = []
-    try:
-        paths = config_files(config_dir)
-    except OSError as error:
-        # e.g. a folder the daemon's user may not enter: a problem to report, not a crash
-        problems.append(f"{config_dir}: cannot read: {error.strerror or error}")
-        paths = []
-    for path in paths:
+    for path in config_files(config_dir, problems):
         config.files.append(str(path))
         _FileReader(config, path, problems).read()
     _check_detected_specs(config, problems)

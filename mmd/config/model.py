@@ -72,6 +72,9 @@ class ManagerConfig:
     body_memory_limit: int = 1024 * 1024
     # how long SIGTERM waits for sessions in flight
     shutdown_timeout: float = 30.0
+    # an MTA connection silent this long while mmd waits for its next command is closed
+    # (libmilter's own default for its MTA connection)
+    mta_idle_timeout: float = 7210.0
     origins: dict[str, Origin] = field(default_factory=dict)
 
     def origin(self, key: str) -> Origin:

@@ -21,10 +21,9 @@ log = logging.getLogger("mmd.daemon")
 def fingerprint(config_dir: Path) -> str:
     """The configuration files' names and contents, as one digest (unreadable ones count)."""
     digest = hashlib.sha256()
-    try:
-        paths = config_files(config_dir)
-    except OSError as error:
-        return f"unreadable: {error}"
+    problems: list[str] = []
+    paths = config_files(config_dir, problems)
+    digest.update("\n".join(problems).encode() + b"\0")
     for path in paths:
         digest.update(str(path).encode() + b"\0")
         try:

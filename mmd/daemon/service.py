@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import signal
@@ -22,11 +23,17 @@ from mmd import __version__
 from mmd.adapters import notify, reload_signal
 from mmd.adapters.activation import take_activated_sockets
 from mmd.adapters.server import Generation, ServerState, listen, serve_socket
+from mmd.adapters.unix_socket import (
+    UnixListener,
+    bind_unix_socket,
+    ensure_private_folders,
+    remove_unix_socket,
+)
 from mmd.conditions.errors import ConditionConfigError
 from mmd.conditions.registry import ConditionRegistry, needed_macros, settings_from_table
 from mmd.config.connection_spec import UnixSpec, parse_connection_spec
 from mmd.config.loader import ConfigError, apply_overrides, load_configuration
-from mmd.config.model import Configuration
+from mmd.config.model import Configuration, ManagerConfig
 from mmd.config.show import render_show_config
 from mmd.control import (
     InvalidConfiguration,
@@ -38,6 +45,7 @@ from mmd.control import (
 from mmd.daemon import live
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
+from mmd.daemon.startup import keep_listening_settings, refused_configuration
 from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
 from mmd.engine.applicability import Stage
@@ -68,15 +76,15 @@ class Options:
     bus_address: str | None = None  # None: the system bus; "" disables D-Bus
     user: str = ""
     group: str = ""
+    # the non-root default socket's folder: every folder from here down must be private
+    private_socket_root: Path | None = None
 
 
-def load(
-    options: Options, enabled_overrides: Mapping[str, bool], partial: bool = False
-) -> Configuration:
+def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configuration:
     """Blocking: detection, then files, then command line, then runtime switches.
 
-    With ``partial`` (at start), problems are logged and what loaded is used,
-    as the classic manager does; otherwise they raise ``ConfigError``.
+    Any problem in the files raises ``ConfigError`` (at start as at reload: a value
+    skipped would run with its default, against the configuration).
     """
     detected: list[DetectedMilter] = []
     if options.detector is not None:
@@ -87,24 +95,22 @@ def load(
                 problem,
                 extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
             )
-    try:
-        config = load_configuration(options.config_dir, detected)
-    except ConfigError as error:
-        if not partial or error.configuration is None:
-            raise
-        for problem in error.problems:
-            log.error(
-                "configuration: %s",
-                problem,
-                extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
-            )
-        config = error.configuration
+    config = load_configuration(options.config_dir, detected)
     activity.take_out_inactive(config, detected)
     config = apply_overrides(config, options.overrides)
     for milter in config.milters:
         if milter.name in enabled_overrides:
             milter.enabled = enabled_overrides[milter.name]
     return config
+
+
+def load_checked(
+    options: Options, enabled_overrides: Mapping[str, bool], number: int
+) -> tuple[Configuration, Generation]:
+    """Blocking: ``load`` and ``build_generation``, the whole check of start, reload and
+    ``--show-config``; raises ConfigError or InvalidConfiguration."""
+    config = load(options, enabled_overrides)
+    return config, build_generation(config, number)
 
 
 def build_generation(config: Configuration, number: int) -> Generation:
@@ -168,6 +174,10 @@ class Daemon:
         ] = []
         self._generation_number = 0
         self._dbus: object | None = None
+        self._refused = ""  # why the configuration was refused at start, until a reload
+        self._listening = ManagerConfig()  # the listening settings in force since start
+        self._socket_activated = False
+        self._unix_listeners: list[UnixListener] = []
         self._inactive: dict[str, str] = {}  # detected milters whose unit does not run
         self._files_read = ""  # live.fingerprint of the files the last load used
         self._files_waiting = ""  # the fingerprint a live update said it waits for
@@ -180,17 +190,21 @@ class Daemon:
         notify.default_notifier()  # reads and clears NOTIFY_SOCKET before anything else runs
         _raise_file_limit()
         try:
-            config = await loop.run_in_executor(None, self._first_load)
-            generation = build_generation(config, 0)
+            config, generation = await loop.run_in_executor(None, self._first_load)
         except (ConfigError, InvalidConfiguration) as error:
-            log.error("configuration: %s", _one_line(error))
-            log.error("starting with no child milters until the configuration is fixed")
-            config = _fallback_configuration(self.options)
+            config = self._refuse_at_start(error)
             generation = build_generation(config, 0)
         self._config = config
         self._follow_activity(config)
         self._state = ServerState(generation, self._recorder)
+        try:
+            return await self._serve(loop, config)
+        finally:
+            self._remove_unix_sockets()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, config: Configuration) -> int:
         await self._open_listeners(config)
+        self._listening = copy.deepcopy(config.manager)
         self._drop_privileges()
         for signum, handler in (
             (signal.SIGHUP, self._on_sighup),
@@ -208,29 +222,66 @@ class Daemon:
         await self._shutdown()
         return 0
 
+    def _refuse_at_start(self, error: ConfigError | InvalidConfiguration) -> Configuration:
+        """Log every problem; the daemon serves, but every session gets temporary-failure."""
+        problems = error.problems if isinstance(error, ConfigError) else [_one_line(error)]
+        for problem in problems:
+            log.error(
+                "configuration: %s",
+                problem,
+                extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
+            )
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        self._refused = problems[0] + more
+        log.error(
+            "configuration refused at start: every session gets temporary-failure until a "
+            "reload (systemctl reload milter-manager) loads a valid configuration",
+            extra={
+                "fields": {
+                    "MMD_EVENT": "configuration-error",
+                    "MMD_STATUS": "refused",
+                    "MMD_REASON": self._refused,
+                }
+            },
+        )
+        return refused_configuration(error, self.options.overrides)
+
     async def _open_listeners(self, config: Configuration) -> None:
         assert self._state is not None
         activated = take_activated_sockets()
         if activated:
+            self._socket_activated = True
             for item in activated:
                 self._servers.append(await serve_socket(item.sock, self._state))
                 log.info("serving socket-activated fd %s", item.name)
             return
-        spec_text = config.manager.connection_spec
-        spec = parse_connection_spec(spec_text)
+        manager = config.manager
+        spec = parse_connection_spec(manager.connection_spec)
         if isinstance(spec, UnixSpec):
-            Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
-        self._servers.append(
-            await listen(
-                spec_text,
-                self._state,
-                config.manager.unix_socket_mode,
-                config.manager.unix_socket_group,
-            )
-        )
-        log.info("listening on %s", spec_text)
+            folder = Path(spec.path).parent
+            root = self.options.private_socket_root
+            if root is not None and (folder == root or root in folder.parents):
+                ensure_private_folders(root, folder)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+            unix = bind_unix_socket(spec.path, manager.unix_socket_mode, manager.unix_socket_group)
+            self._unix_listeners.append(unix)
+            self._servers.append(await serve_socket(unix.sock, self._state))
+        else:
+            self._servers.append(await listen(manager.connection_spec, self._state))
+        log.info("listening on %s", manager.connection_spec)
 
-    def _first_load(self) -> Configuration:
+    def _remove_unix_sockets(self) -> None:
+        """The socket files this process made go with it: the next client gets "no such file"
+        rather than "connection refused". Sockets systemd passed are systemd's."""
+        while self._unix_listeners:
+            unix = self._unix_listeners.pop()
+            try:
+                remove_unix_socket(unix)
+            except OSError as error:  # e.g. after -u, a folder only root may change
+                log.warning("cannot remove the socket file %s: %s", unix.path, error)
+
+    def _first_load(self) -> tuple[Configuration, Generation]:
         """The first load, read with the rights every later reload will have.
 
         Started as root with ``-u``, the socket is opened as root but files are read as the
@@ -252,10 +303,10 @@ class Daemon:
             os.setegid(0)
             os.setgroups(saved_groups)
 
-    def _load_noting_files(self) -> Configuration:
-        config = load(self.options, {}, True)
+    def _load_noting_files(self) -> tuple[Configuration, Generation]:
+        loaded = load_checked(self.options, {}, 0)
         self._files_read = live.fingerprint(self.options.config_dir)  # for live updates
-        return config
+        return loaded
 
     def _target_user(self) -> tuple[int, int, list[int]] | None:
         """(uid, gid, groups) to switch to, or None when not root or no ``-u``."""
@@ -311,6 +362,7 @@ class Daemon:
         log.info("stopping: %d sessions in flight", self._state.active)
         for server in self._servers:
             server.close()
+        self._remove_unix_sockets()
         while self._state.waiting:  # never started: the MTA applies its own default
             self._state.waiting.popleft()._close_mta()
         timeout = self._state.generation.manager.shutdown_timeout
@@ -371,10 +423,13 @@ class Daemon:
             notify.reloading()
             loop = asyncio.get_running_loop()
             try:
-                config = await loop.run_in_executor(
-                    None, load, self.options, dict(self._enabled_overrides)
+                config, generation = await loop.run_in_executor(
+                    None,
+                    load_checked,
+                    self.options,
+                    dict(self._enabled_overrides),
+                    self._generation_number + 1,
                 )
-                generation = build_generation(config, self._generation_number + 1)
             except (ConfigError, InvalidConfiguration) as error:
                 message = f"reload refused, keeping the previous configuration: {_one_line(error)}"
                 log.error(
@@ -390,6 +445,8 @@ class Daemon:
                 )
                 self._finish_reload(False, message)
                 raise InvalidConfiguration(message) from error
+            self._keep_listening_settings(config)
+            self._refused = ""
             self._install(config, generation)
             self._follow_activity(config)
             # which files this load used, for the live updates (small files in /etc)
@@ -402,6 +459,14 @@ class Daemon:
             )
             self._finish_reload(True, message)
             return message
+
+    def _keep_listening_settings(self, config: Configuration) -> None:
+        for warning in keep_listening_settings(self._listening, config, self._socket_activated):
+            log.warning(
+                "reload: %s",
+                warning,
+                extra={"fields": {"MMD_EVENT": "configuration-warning", "MMD_REASON": warning}},
+            )
 
     def _install(self, config: Configuration, generation: Generation) -> None:
         assert self._state is not None
@@ -435,6 +500,9 @@ class Daemon:
         """A live update after systemd changed ``why``: detection again, for new sessions."""
         async with self._reload_lock:
             assert self._state is not None
+            if self._refused:  # refused at start: only a reload may load a configuration
+                log.debug("live update after %s: waiting for a reload", why)
+                return
             loop = asyncio.get_running_loop()
             files = await loop.run_in_executor(None, live.fingerprint, self.options.config_dir)
             if files != self._files_read:
@@ -448,10 +516,13 @@ class Daemon:
                     )
                 return
             try:
-                config = await loop.run_in_executor(
-                    None, load, self.options, dict(self._enabled_overrides)
+                config, generation = await loop.run_in_executor(
+                    None,
+                    load_checked,
+                    self.options,
+                    dict(self._enabled_overrides),
+                    self._generation_number + 1,
                 )
-                generation = build_generation(config, self._generation_number + 1)
             except (ConfigError, InvalidConfiguration) as error:
                 log.warning("live update after %s skipped: %s", why, _one_line(error))
                 return
@@ -559,6 +630,11 @@ class Daemon:
         state = self._state
         if state is None:
             return "starting"
+        if self._refused:
+            return (
+                "configuration refused, every session gets temporary-failure: "
+                f"{self._refused}; fix it, then: systemctl reload milter-manager"
+            )
         names = ", ".join(c.name for c in state.generation.children) or "none"
         return f"{state.active} sessions active, {state.total} total; milters: {names}"
 
@@ -576,14 +652,6 @@ def _raise_file_limit() -> None:
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _fallback_configuration(options: Options) -> Configuration:
-    config = Configuration()
-    try:
-        return apply_overrides(config, options.overrides)
-    except ConfigError:
-        return config
 
 
 def _one_line(error: BaseException) -> str:

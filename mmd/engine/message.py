@@ -60,6 +60,10 @@ class SpooledBody:
 
     def __init__(self, limit: int) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=limit)  # noqa: SIM115
+        if limit <= 0:
+            # SpooledTemporaryFile takes 0 as "never roll over": body_memory_limit = 0
+            # means no body in memory at all
+            self._file.rollover()
         self._size = 0
 
     def append(self, chunk: bytes) -> None:

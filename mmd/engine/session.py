@@ -5,11 +5,11 @@ Theory of operation
 The ``Session`` never touches a socket or a clock. The adapter feeds it what
 happened (``from_mta``, ``from_child``, ``child_failed``, ``mta_closed``) and
 gets back a list of actions to carry out, in order (``ToChild``, ``ToMta``,
-``CloseChild``) plus records to log (``ChildFinished``, ``ConditionSkipped``,
-``SessionFinished``). Connecting to a child is the adapter's business: it
-connects on the first ``ToChild`` for that child and reports a failure with
-``child_failed``; timeouts likewise (the ``expect_reply`` flag and the
-command's stage tell it which timeout to arm).
+``CloseChild``, ``Drain``/``MtaDrain``) plus records to log (``ChildFinished``,
+``ConditionSkipped``, ``SessionFinished``, ``MtaError``). Connecting to a child
+is the adapter's business: it connects on the first ``ToChild`` for that child
+and reports a failure with ``child_failed``; timeouts likewise (the
+``expect_reply`` flag and the command's stage tell it which timeout to arm).
 
 Rules, all in this file (reference-behaviour.md §2–§3):
 
@@ -32,7 +32,18 @@ Rules, all in this file (reference-behaviour.md §2–§3):
 * An evaluation-mode child's negative verdicts count as accept and its
   changes are ignored; what it said is still reported.
 * Commands the MTA sends while children are still answering are queued and
-  handled in order, so a pipelining MTA cannot confuse the machine.
+  handled in order, so a pipelining MTA cannot confuse the machine (``backlog``
+  lets the adapter stop reading past a bound).
+* Bounded streaming: commands that want no reply (a body for a child that asked
+  for no per-chunk replies, a new body for the MTA) go a window of chunks at a
+  time; ``Drain``/``MtaDrain`` ask the adapter to call ``child_drained`` /
+  ``mta_drained`` once that peer's socket took them.
+* A child's end-of-message changes are held until its verdict: a change it did
+  not ask for at negotiation (its actions) is a protocol violation that fails
+  it, and a child that fails gets none of that message's changes through.
+* The MTA breaking the protocol (a second OPTNEG, version 0 or 1, a command
+  before OPTNEG) ends the session at once: ``MtaError(fatal=True)``. A body the
+  store cannot keep (a full disk) gives the message a temporary failure.
 """
 
 from __future__ import annotations
@@ -58,7 +69,8 @@ from mmd.engine.verdict import (
     reply_for,
 )
 from mmd.protocol import messages as m
-from mmd.protocol.constants import Family, MacroStage, Step
+from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
+from mmd.protocol.constants import Action as Act
 
 # ---------------------------------------------------------------- settings
 
@@ -76,6 +88,9 @@ class SessionSettings:
     fallback: Verdict = Verdict.ACCEPT
     fallback_at_disconnect: Verdict = Verdict.TEMPFAIL
     chunk_size: int = 65535
+    # commands sent to one peer without a reply before waiting for its socket to take
+    # them (``Drain``): what a big message may hold in memory per child
+    window: int = 4
     # macros the conditions read, by stage (names without braces)
     needed_macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
 
@@ -99,6 +114,31 @@ class ToMta:
 @dataclass(frozen=True, slots=True)
 class CloseChild:
     index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Carry on with ``child_drained(index)`` once that child's socket took what was sent.
+
+    A child that wants no reply per body chunk would otherwise get the whole body
+    at once, held in memory; the adapter also lets other sessions run in between.
+    """
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class MtaDrain:
+    """Carry on with ``mta_drained()`` once the MTA's socket took what was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class MtaError:
+    """Something the MTA side must log; ``fatal``: the session is over and the
+    adapter closes the MTA connection (the MTA broke the protocol)."""
+
+    reason: str
+    fatal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +174,17 @@ class SessionFinished:
     disconnected: bool = False
 
 
-Action = ToChild | ToMta | CloseChild | ChildFinished | ConditionSkipped | SessionFinished
+Action = (
+    ToChild
+    | ToMta
+    | CloseChild
+    | Drain
+    | MtaDrain
+    | MtaError
+    | ChildFinished
+    | ConditionSkipped
+    | SessionFinished
+)
 
 
 # ---------------------------------------------------------------- stage table
@@ -184,6 +234,18 @@ _STAGES: dict[type, _StageInfo] = {
     m.EndOfMessage: _StageInfo(Stage.END_OF_MESSAGE, b"E", _NONE, _NONE),
 }
 _DATA_INFO = _STAGES[m.Data]
+# the action (SMFIF_*) a child must have asked for at negotiation to send each change
+_REQUIRED_ACTION: dict[type, tuple[int, str]] = {
+    m.AddHeader: (int(Act.ADD_HEADERS), "add-header"),
+    m.InsertHeader: (int(Act.ADD_HEADERS), "add-header"),
+    m.ChangeHeader: (int(Act.CHANGE_HEADERS), "change-header"),
+    m.ReplaceBody: (int(Act.CHANGE_BODY), "change-body"),
+    m.AddRecipient: (int(Act.ADD_RECIPIENT), "add-recipient"),
+    m.AddRecipientWithArgs: (int(Act.ADD_RECIPIENT_WITH_ARGS), "add-recipient-with-args"),
+    m.DeleteRecipient: (int(Act.DELETE_RECIPIENT), "delete-recipient"),
+    m.ChangeFrom: (int(Act.CHANGE_FROM), "change-from"),
+    m.Quarantine: (int(Act.QUARANTINE), "quarantine"),
+}
 _FAMILIES = {
     Family.UNIX: "unix",
     Family.INET: "inet",
@@ -217,6 +279,7 @@ class _Child:
     index: int
     settings: ChildSettings
     steps: int = _NONE  # the child's Step bits as a plain int
+    actions: int = _NONE  # the changes it may make: asked for and offered by the MTA
     leading_space: bool = False
     failed: bool = False
     connection_left: _Left | None = None
@@ -224,6 +287,10 @@ class _Child:
     in_transaction: bool = False  # got MAIL; needs ABORT if the message ends early
     body_skipped: bool = False
     awaiting: Stage | None = None
+    draining: bool = False  # its script waits for its socket to take what was sent
+    # its end-of-message changes, applied only once its verdict came (a child that
+    # fails half-way gets none of them through)
+    changes: list[m.Modification] = field(default_factory=list)
     extra_macros: dict[bytes, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     # statistics of the SMTP session
     last_stage: Stage = Stage.NEGOTIATE
@@ -280,6 +347,16 @@ class Session:
     def finished(self) -> bool:
         return self._phase is _Phase.CLOSED
 
+    @property
+    def backlog(self) -> int:
+        """MTA commands waiting for the children to finish the current stage."""
+        return len(self._queue)
+
+    @property
+    def waiting_for_mta(self) -> bool:
+        """Nothing to do until the MTA sends its next command (its idle time counts)."""
+        return self._phase in (_Phase.NEW, _Phase.IDLE) and not self._queue
+
     def from_mta(self, message: m.CommandMessage) -> list[Action]:
         self._queue.append(message)
         self._drain()
@@ -294,6 +371,11 @@ class Session:
                 self._out.append(ToMta(reply))
             return self._take()
         stage = child.awaiting
+        if stage is None and child.draining:
+            # a verdict in the middle of a body it asked not to answer (libmilter sends
+            # one when the body callback rejects): its answer for the message
+            child.draining = False
+            stage = Stage.BODY
         if stage is None:
             self._fail(child, f"unexpected {type(reply).__name__} reply")
         elif stage is Stage.NEGOTIATE:
@@ -312,6 +394,24 @@ class Session:
             self._drain()
         return self._take()
 
+    def child_drained(self, index: int) -> list[Action]:
+        """The child's socket took what was sent after a ``Drain``: send the next piece."""
+        child = self._children[index]
+        if child.draining:
+            child.draining = False
+            if not child.failed and self._phase is _Phase.REPLAY and self._replaying is child:
+                if not self._pump(child):
+                    self._child_done_with_message(child)
+                self._drain()
+        return self._take()
+
+    def mta_drained(self) -> list[Action]:
+        """The MTA's socket took what was sent after an ``MtaDrain``."""
+        if self._answer is not None and self._phase is _Phase.REPLAY:
+            self._pump_answer()
+            self._drain()
+        return self._take()
+
     def mta_closed(self) -> list[Action]:
         """The MTA went away without QUIT.
 
@@ -321,21 +421,36 @@ class Session:
         session's status is that accept, not the disconnect fallback.
         """
         if self._phase is not _Phase.CLOSED:
-            done = self._session_status is Verdict.ACCEPT and not any(
-                c.in_connection() for c in self._children
-            )
-            for child in self._children:
-                if not child.failed:
-                    if child.in_transaction:
-                        self._send(child, m.Abort(), Stage.ABORT)
-                    self._send(child, m.Quit(), Stage.QUIT)
-                    self._out.append(CloseChild(child.index))
-            if done:
-                self._finish_session(Verdict.ACCEPT)
-            else:
-                self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
-            self._phase = _Phase.CLOSED
+            self._close_session()
         return self._take()
+
+    def _close_session(self) -> None:
+        done = self._session_status is Verdict.ACCEPT and not any(
+            c.in_connection() for c in self._children
+        )
+        for child in self._children:
+            if not child.failed:
+                if self._phase is _Phase.REPLAY and (child.awaiting is not None or child.draining):
+                    # cut off at end-of-message before it answered: no verdict to record
+                    child.failed = True
+                    child.result = child.settings.fallback
+                    child.reason = f"cut off at {child.last_stage.value}: the MTA left"
+                if child.in_transaction:
+                    self._send(child, m.Abort(), Stage.ABORT)
+                self._send(child, m.Quit(), Stage.QUIT)
+                self._out.append(CloseChild(child.index))
+        self._release_message()
+        if done:
+            self._finish_session(Verdict.ACCEPT)
+        else:
+            self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
+        self._phase = _Phase.CLOSED
+
+    def _violation(self, reason: str) -> None:
+        """The MTA broke the protocol: log it, and end the session as if it had left."""
+        self._queue.clear()
+        self._out.append(MtaError(f"protocol error from MTA: {reason}", fatal=True))
+        self._close_session()
 
     # ------------------------------------------------------------ plumbing
 
@@ -370,10 +485,19 @@ class Session:
             for name, value in message.macros:
                 self.facts.macros[name.strip("{}")] = value
         elif isinstance(message, m.Negotiate):
-            self._negotiate(message)
+            if self._offer is not None:
+                self._violation("a second option negotiation (OPTNEG)")
+            elif message.version < MIN_VERSION:
+                self._violation(
+                    f"option negotiation offers protocol version {message.version}, "
+                    f"mmd speaks {MIN_VERSION} to 6"
+                )
+            else:
+                self._negotiate(message)
         elif self._phase is _Phase.NEW:
             # an MTA that skipped OPTNEG: nothing sensible to do but refuse
             self._out.append(ToMta(m.Tempfail()))
+            self._violation(f"{type(message).__name__} before the option negotiation")
         elif isinstance(message, m.Header | m.EndOfHeaders | m.Body):
             self._buffer(message)
         elif isinstance(message, m.EndOfMessage):
@@ -407,6 +531,8 @@ class Session:
             return
         child.awaiting = None
         child.steps = int(reply.steps)
+        assert self._offer is not None
+        child.actions = int(reply.actions & self._offer.actions)
         child.leading_space = bool(child.steps & _HEADER_LEADING_SPACE)
         self._answers.append(reply)
         self._waiting -= 1
@@ -460,6 +586,7 @@ class Session:
         elif isinstance(command, m.Helo):
             facts.helo = command.name
         elif isinstance(command, m.Mail):
+            self._release_message()
             self._new_message()
             facts.sender = command.args[0].strip("<>") if command.args else ""
         elif isinstance(command, m.Rcpt):
@@ -566,9 +693,12 @@ class Session:
         self._body_replaced = False
         self._change_from: m.ChangeFrom | None = None
         self._quarantine: m.Quarantine | None = None
+        self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
+        self._spool_error = ""  # the body could not be kept: the message gets tempfail
         for child in self._children:
             child.message_left = None
             child.body_skipped = False
+            child.changes.clear()
 
     def _buffer(self, message: m.Header | m.EndOfHeaders | m.Body) -> None:
         info = _STAGES[type(message)]
@@ -577,19 +707,30 @@ class Session:
             self._headers.append((message.name, message.value))
             self.facts.headers.append((message.name, message.value))
         elif isinstance(message, m.Body):
-            self._body_store().append(message.chunk)
+            self._keep_body(message.chunk)
         if not self._mta_steps & info.no_reply:
             self._out.append(ToMta(m.Continue()))
 
-    def _body_store(self) -> BodyStore:
-        if self._body is None:
-            self._body = self._body_factory()
-        return self._body
+    def _keep_body(self, chunk: bytes) -> None:
+        if self._spool_error:
+            return  # the message is lost already; its answer is tempfail
+        try:
+            if self._body is None:
+                self._body = self._body_factory()
+            self._body.append(chunk)
+        except OSError as error:  # a full or broken temporary folder
+            self._spool_error = f"cannot keep the message body: {error}"
+            self._out.append(MtaError(self._spool_error))
 
     def _end_of_message(self, message: m.EndOfMessage) -> None:
         if message.chunk:
-            self._body_store().append(message.chunk)
+            self._keep_body(message.chunk)
         self._begin_stage(Stage.END_OF_MESSAGE)
+        if self._spool_error:
+            self._out.append(ToMta(m.Tempfail()))
+            self._session_status = Verdict.TEMPFAIL
+            self._end_message()
+            return
         self._phase = _Phase.REPLAY
         self._working = WorkingHeaders(self._headers)
         self._replay_queue = deque(c for c in self._children if c.in_message())
@@ -647,21 +788,36 @@ class Session:
         return self._replacement if self._body_replaced else self._body
 
     def _pump(self, child: _Child) -> bool:
-        """Send the script up to the next command that wants a reply; False when done."""
+        """Send the script up to the next command that wants a reply, or up to a
+        window of body chunks without one (then ``Drain``); False when the script is done."""
         assert self._script is not None
+        window = self.settings.window
         for command, stage, expect in self._script:
             self._send(child, command, stage, expect_reply=expect)
             child.last_stage = stage
             if expect:
                 return True
+            if stage is Stage.BODY:
+                window -= 1
+            if window <= 0:
+                child.draining = True
+                self._out.append(Drain(child.index))
+                return True
         return False
 
     def _on_replay_reply(self, child: _Child, stage: Stage, reply: m.ReplyMessage) -> None:
         if isinstance(reply, m.Modification):
+            required, label = _REQUIRED_ACTION[type(reply)]
             if stage is not Stage.END_OF_MESSAGE:
                 self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
+            elif not child.actions & required:
+                self._fail(
+                    child,
+                    f"protocol violation: sent {type(reply).__name__} without the "
+                    f"{label} action negotiated; none of its changes applied",
+                )
             elif not child.settings.evaluation_mode:
-                self._apply(child, reply)
+                self._hold(child, reply)
             return
         verdict = self._verdict_of(reply)
         if verdict is None:
@@ -680,19 +836,44 @@ class Session:
         self._verdicts.append(verdict)
         if verdict is Verdict.ACCEPT:
             child.message_left = _Left.ACCEPTED
+        for change in child.changes:
+            self._apply(child, change)
+        child.changes.clear()
         self._child_done_with_message(child)
 
     def _child_done_with_message(self, child: _Child) -> None:
         if child.last_stage is Stage.END_OF_MESSAGE:
             child.in_transaction = False
         self._script = None
-        if self._replacement_pending is not None and self._replacement_pending[0] is child:
-            self._replacement = self._replacement_pending[1]
-            self._body_replaced = True
+        child.draining = False
+        pending = self._replacement_pending
+        if pending is not None and pending[0] is child:
             self._replacement_pending = None
+            if child.failed:
+                pending[1].close()
+            else:
+                if self._replacement is not None:
+                    self._replacement.close()
+                self._replacement = pending[1]
+                self._body_replaced = True
         if any(v in FINAL_NEGATIVE for v in self._verdicts):
             self._replay_queue.clear()
         self._next_child()
+
+    def _hold(self, child: _Child, change: m.Modification) -> None:
+        """Keep a change until the child's verdict; a new body goes to its own store."""
+        if not isinstance(change, m.ReplaceBody):
+            child.changes.append(change)
+            return
+        pending = self._replacement_pending
+        if pending is None or pending[0] is not child:
+            pending = (child, self._body_factory())
+            self._replacement_pending = pending
+        try:
+            pending[1].append(change.chunk)
+        except OSError as error:
+            self._out.append(MtaError(f"cannot keep {child.name}'s new body: {error}"))
+            self._fail(child, f"its new body cannot be kept: {error}")
 
     def _apply(self, child: _Child, change: m.Modification) -> None:
         adapt = self._header_adapter_from_child(child)
@@ -704,12 +885,6 @@ class Session:
             elif isinstance(change, m.ChangeHeader):
                 value = adapt(change.value) if change.value else ""
                 self._working.change(change.name, change.index, value)
-            elif isinstance(change, m.ReplaceBody):
-                pending = self._replacement_pending
-                if pending is None or pending[0] is not child:
-                    pending = (child, self._body_factory())
-                    self._replacement_pending = pending
-                pending[1].append(change.chunk)
             elif isinstance(change, m.ChangeFrom):
                 self._change_from = change
             elif isinstance(change, m.Quarantine):
@@ -721,22 +896,42 @@ class Session:
 
     def _finish_message(self) -> None:
         merged = self._merge(self._children_left_message())
-        if merged in FINAL_NEGATIVE:
-            self._out.append(ToMta(reply_for(merged, self._reply_codes)))
-        else:
-            if self._change_from is not None:
-                self._out.append(ToMta(self._change_from))
-            for header_change in self._working.net_changes():
-                self._out.append(ToMta(header_change))
-            if self._body_replaced and self._replacement is not None:
-                chunks = list(self._replacement.chunks(self.settings.chunk_size)) or [b""]
-                for chunk in chunks:
-                    self._out.append(ToMta(m.ReplaceBody(chunk)))
-            if self._quarantine is not None:
-                self._out.append(ToMta(self._quarantine))
-                self._quarantined = True
-            self._out.append(ToMta(m.Accept() if merged is Verdict.ACCEPT else m.Continue()))
         self._session_status = merged if merged is not Verdict.CONTINUE else Verdict.NO_CHANGE
+        self._answer = self._answer_script(merged)
+        self._pump_answer()
+
+    def _answer_script(self, merged: Verdict) -> Iterator[m.ReplyMessage]:
+        """The MTA's end-of-message answer: net changes, then the verdict."""
+        if merged in FINAL_NEGATIVE:
+            yield reply_for(merged, self._reply_codes)
+            return
+        if self._change_from is not None:
+            yield self._change_from
+        yield from self._working.net_changes()
+        if self._body_replaced and self._replacement is not None:
+            empty = True
+            for chunk in self._replacement.chunks(self.settings.chunk_size):
+                empty = False
+                yield m.ReplaceBody(chunk)
+            if empty:
+                yield m.ReplaceBody(b"")
+        if self._quarantine is not None:
+            self._quarantined = True
+            yield self._quarantine
+        yield m.Accept() if merged is Verdict.ACCEPT else m.Continue()
+
+    def _pump_answer(self) -> None:
+        """Send the MTA's answer, a window at a time (a new body can be large)."""
+        assert self._answer is not None
+        window = self.settings.window
+        for reply in self._answer:
+            self._out.append(ToMta(reply))
+            if type(reply) is m.ReplaceBody:
+                window -= 1
+            if window <= 0:
+                self._out.append(MtaDrain())
+                return
+        self._answer = None
         self._phase = _Phase.IDLE
         self._end_message()
 
@@ -748,11 +943,17 @@ class Session:
             if child.in_transaction and not child.failed:
                 self._send(child, m.Abort(), Stage.ABORT)
             child.in_transaction = False
+        self._release_message()
+        self._new_message()
+
+    def _release_message(self) -> None:
+        """Close the message's stores: a spooled body gives back its file at once."""
         pending = self._replacement_pending
         for store in (self._body, self._replacement, pending[1] if pending else None):
             if store is not None:
                 store.close()
-        self._new_message()
+        self._body = self._replacement = self._replacement_pending = None
+        self._answer = None
 
     def _abort_message(self) -> None:
         # the session's last stage stays the protocol stage before ABORT, as in the
@@ -764,6 +965,7 @@ class Session:
             if not child.failed:
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
+        self._release_message()
         self._finish_session(self._session_status)
         self._phase = _Phase.CLOSED
 
@@ -783,6 +985,7 @@ class Session:
         self._macros = {}
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
+        self._release_message()
         self._new_message()
 
     def _finish_session(self, status: Verdict, disconnected: bool = False) -> None:
@@ -840,6 +1043,8 @@ class Session:
         child.in_transaction = False
         child.reason = reason
         child.result = child.settings.fallback
+        child.changes.clear()
+        draining, child.draining = child.draining, False
         self._out.append(CloseChild(child.index))
         self._report(child)
         fallback = child.settings.fallback
@@ -849,6 +1054,8 @@ class Session:
         else:
             self._verdicts.append(fallback)
         if waiting_on is None:
+            if draining and self._phase is _Phase.REPLAY and self._replaying is child:
+                self._child_done_with_message(child)
             return
         if waiting_on is Stage.NEGOTIATE:
             self._waiting -= 1

@@ -26,7 +26,8 @@ def _table(caption: str, rows: Sequence[tuple[str, str]]) -> str:
 
 
 def render(
-    pages: Sequence[tuple[Period, Sequence[DrawnGraph]]], totals: Totals, generated: float
+    pages: Sequence[tuple[Period, Sequence[DrawnGraph]]], totals: Totals, generated: float,
+    source: str = "the system journal", nothing_found: str | None = None,
 ) -> str:
     when = datetime.fromtimestamp(generated, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts = [
@@ -36,9 +37,13 @@ def render(
         "<style>body{font-family:sans-serif;margin:1em 2em}nav a{margin-right:1em}"
         "table{border-collapse:collapse;margin:0 2em 1em 0;display:inline-table;"
         "vertical-align:top}th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-        "td{text-align:right}img{display:block;margin:0 0 1em}</style>\n",
+        "td{text-align:right}img{display:block;margin:0 0 1em;max-width:100%;height:auto}"
+        ".note{background:#fff4d6;border:1px solid #e6b800;padding:4px 8px}</style>\n",
         "</head>\n<body>\n<h1>milter manager statistics</h1>\n",
-        f"<p>Generated {escape(when)} from the journal.</p>\n<nav>",
+        f"<p>Generated {escape(when)} from {escape(source)}.</p>\n",
+        f"<p class=\"note\">This run read nothing: {escape(nothing_found)}.</p>\n"
+        if nothing_found else "",
+        "<nav>",
         "".join(f"<a href=\"#{p.name}\">{escape(p.label.capitalize())}</a>" for p, _ in pages),
         "</nav>\n<h2 id=\"totals\">Totals</h2>\n",
     ]
@@ -53,6 +58,8 @@ def render(
         parts.append(_table(f"Child {name}", rows))
     for period, graphs in pages:
         parts.append(f"<h2 id=\"{period.name}\">{escape(period.label.capitalize())}</h2>\n")
+        if not graphs:
+            parts.append("<p>No graphs yet: no statistics entry has been read so far.</p>\n")
         for graph in graphs:
             parts.append(
                 f"<img src=\"{escape(graph.file)}\" alt=\"{escape(graph.title)}\" "

@@ -8,15 +8,17 @@ databases already hold are skipped (their newest point is read back with ``rrdto
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mmd.adapters import rrd
-from mmd.adapters.journal_reader import JournalQuery, read_entries
-from mmd.adapters.report_files import read_text, write_atomically
+from mmd.adapters.journal_reader import JournalQuery, describe, read_entries
+from mmd.adapters.report_files import file_cursor, read_new_lines, read_text, write_atomically
 from mmd.report import graphs as graph_definitions
-from mmd.report import layout, prometheus
+from mmd.report import layout, prometheus, text_log
 from mmd.report import state as state_file
 from mmd.report.aggregate import EVENTS, FIELDS, Aggregator, Flush, Summary, Totals
 from mmd.report.html import DrawnGraph
@@ -37,6 +39,7 @@ class Options:
     since: str | None = None
     progress: Callable[[Summary, float], None] | None = None
     now: float | None = None  # Unix time that counts as now (replays of old journals, tests)
+    from_file: Path | None = None  # the daemon's text log instead of the journal
 
 
 @dataclass
@@ -46,6 +49,19 @@ class Result:
     cursor: str | None
     points: int = 0
     graphs: list[Path] = field(default_factory=list)
+    source: str = "the system journal"  # what was read, in words
+    resumed: bool = False  # read on from a saved cursor (else from the start / --since)
+    notes: list[str] = field(default_factory=list)  # journalctl's hints and warnings
+
+    def nothing_found(self) -> str | None:
+        """Why no entry was read, in words, or None when some were."""
+        if self.summary.entries:
+            return None
+        if self.resumed:
+            return f"no new statistics entries in {self.source} since the last run"
+        return (f"no statistics entries (MMD_EVENT=session-end, ...) in {self.source}: has "
+                "milter-manager handled a session yet, and does it log there? "
+                "See docs/report.md")
 
 
 class Databases:
@@ -109,13 +125,14 @@ def run(options: Options, clock: Callable[[], float] = time.time) -> Result:
     aggregator = Aggregator(state.totals, step=state.step, open_bucket=state.open_bucket,
                             flushed=state.flushed,
                             not_before=max(state.last_update.values(), default=None))
-    query = JournalQuery(after_cursor=state.cursor, since=options.since,
-                         directory=options.journal_directory, events=EVENTS, fields=FIELDS)
+    notes: list[str] = []
+    now = clock() if options.now is None else options.now
+    reader, source = _reader(options, state.cursor, now, notes)
     started = time.monotonic()
     cursor = state.cursor
     progress = options.progress
     summary = aggregator.summary
-    with read_entries(query) as entries:
+    with reader as entries:
         for entry in entries:
             flush = aggregator.add(entry)
             cursor = entry.get("__CURSOR") or cursor
@@ -123,7 +140,6 @@ def run(options: Options, clock: Callable[[], float] = time.time) -> Result:
                 databases.add(_flush_points(flush, databases))
             if progress is not None and summary.entries % PROGRESS_EVERY == 0:
                 progress(summary, time.monotonic() - started)
-    now = clock() if options.now is None else options.now
     flush = aggregator.finish(now)
     if flush is not None:
         databases.add(_flush_points(flush, databases))
@@ -142,15 +158,70 @@ def run(options: Options, clock: Callable[[], float] = time.time) -> Result:
     if options.prometheus_file is not None:
         write_atomically(options.prometheus_file, prometheus.render(state.totals, now))
 
-    result = Result(summary, state.totals, cursor, databases.written)
+    result = Result(summary, state.totals, cursor, databases.written, source=source,
+                    resumed=state.cursor is not None, notes=notes)
     if options.output_directory is not None:
         result.graphs = draw(options.output_directory, databases.folder, state.totals, now,
-                             state.step)
+                             state.step, result)
     return result
 
 
+def _reader(
+    options: Options, cursor: str | None, now: float, notes: list[str]
+) -> tuple[AbstractContextManager[Iterator[dict[str, Any]]], str]:
+    """The entries to read and what they come from, in words; a cursor of the other kind of
+    source is refused (one state directory per source)."""
+    from_file = options.from_file
+    is_file_cursor = cursor is not None and cursor.startswith("file:")
+    if from_file is not None:
+        if cursor is not None and not is_file_cursor:
+            raise state_file.StateError(
+                "the state directory holds a journal cursor: give --from-file its own "
+                "--state-directory")
+        return _file_entries(from_file, cursor, now), f"the log file {from_file}"
+    if is_file_cursor:
+        raise state_file.StateError(
+            "the state directory holds a --from-file position: give the journal its own "
+            "--state-directory")
+    query = JournalQuery(after_cursor=cursor, since=options.since,
+                         directory=options.journal_directory, events=EVENTS, fields=FIELDS)
+    return read_entries(query, notes), describe(query)
+
+
+@contextmanager
+def _file_entries(path: Path, cursor: str | None, now: float) -> Iterator[Iterator[dict[str, Any]]]:
+    """Entries of the daemon's text log; lines without a timestamp count at ``now``."""
+
+    def entries() -> Iterator[dict[str, Any]]:
+        for line, offset in read_new_lines(path, cursor):
+            entry = text_log.entry(line, now, EVENTS)
+            if entry is not None:
+                entry["__CURSOR"] = file_cursor(path, offset)
+                yield entry
+
+    yield entries()
+
+
+class DatabaseReadings:
+    """``graphs.Readings`` from the databases, each range fetched once."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Path, str, int, int, int],
+                         tuple[list[str], list[graph_definitions.Row]]] = {}
+
+    def rows(
+        self, database: Path, function: str, start: int, end: int, resolution: int
+    ) -> tuple[list[str], list[graph_definitions.Row]]:
+        key = (database, function, start, end, resolution)
+        if key not in self.cache:
+            self.cache[key] = (rrd.fetch(database, function, start, end, resolution)
+                               if database.exists() else ([], []))
+        return self.cache[key]
+
+
 def draw(
-    output: Path, rrd_folder: Path, totals: Totals, now: float, step: int
+    output: Path, rrd_folder: Path, totals: Totals, now: float, step: int,
+    result: Result | None = None,
 ) -> list[Path]:
     """Every graph whose database exists, then index.html."""
     end = int(now // step) * step
@@ -159,7 +230,8 @@ def draw(
     pages: list[tuple[graph_definitions.Period, list[DrawnGraph]]] = []
     drawn: list[Path] = []
     have_sessions = (rrd_folder / f"{layout.SESSIONS.key}.rrd").exists()
-    for period, definitions in graph_definitions.all_graphs(rrd_folder, milters, end):
+    readings = DatabaseReadings()
+    for period, definitions in graph_definitions.all_graphs(rrd_folder, milters, end, readings):
         page: list[DrawnGraph] = []
         if have_sessions:
             for graph in definitions:
@@ -169,5 +241,7 @@ def draw(
                                        int(info["image_height"])))
                 drawn.append(target)
         pages.append((period, page))
-    write_atomically(output / "index.html", render_html(pages, totals, now))
+    write_atomically(output / "index.html", render_html(
+        pages, totals, now, "the system journal" if result is None else result.source,
+        None if drawn or result is None else result.nothing_found()))
     return drawn

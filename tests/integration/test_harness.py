@@ -3,6 +3,7 @@ directly to each real child milter. Each test fails if the component misbehaves.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.harness.cli_runner import run_test_server
@@ -233,3 +234,23 @@ def test_test_server_fails_to_connect(tmp_path: Path) -> None:
 
     assert run.exit_code == 1
     assert run.stdout == f"Failed to connect to {spec}\n"
+    assert run.stderr == ""  # one line, as the classic tool prints it
+    verbose = run_test_server("-s", spec, "-v")
+    assert verbose.stdout == f"Failed to connect to {spec}\n"
+    assert "No such file or directory" in verbose.stderr
+
+
+def test_test_server_threads_run_sessions_in_parallel(
+    scripted_milter: ScriptedMilterFactory,
+) -> None:
+    spec, _ = scripted_milter(eom={"sleep": 1})
+
+    started = time.monotonic()
+    run = run_test_server("-s", spec, "--threads", "4")
+    elapsed = time.monotonic() - started
+
+    assert run.exit_code == 0, run
+    lines = run.stdout.splitlines()
+    assert lines[0::2] == ["status: pass"] * 4
+    assert all(line.startswith("elapsed-time: ") for line in lines[1::2])
+    assert elapsed < 3.5  # four 1-second sessions at once, not one after the other

@@ -19,9 +19,19 @@ from typing import Any
 
 import pytest
 
+from mmd.protocol import messages as m
+from mmd.protocol.codec import encode
 from tests.harness.cli_runner import run_test_server
 from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.integration.test_server_limits import (
+    OFFER,
+    mta,
+    negotiated,
+    read_reply,
+    start_message,
+)
+from tests.support.process_stats import rss_mb
 
 FALLBACKS = {
     # fallback_status -> milter-test-server's status line (the healthy child adds a header)
@@ -435,3 +445,113 @@ def test_mta_disconnect_fallback_is_configurable(
 
     ends = [line for line in log.splitlines() if "[session][end]" in line]
     assert "[session][end][body][discard]" in ends[0], ends
+
+
+# ------------------------------------------------------------ issue 13: changes never declared
+
+# what a child that negotiated no actions at all sends at end-of-message
+UNDECLARED_CHANGES = (
+    packet(b"h", b"X-Sneaky\0added\0")
+    + packet(b"e", b"<thief@example.net>\0")
+    + packet(b"+", b"<thief@example.net>\0")
+    + packet(b"-", b"<receiver@example.org>\0")
+    + packet(b"b", b"another body\r\n")
+    + packet(b"q", b"held by the sneaky child\0")
+)
+
+
+@pytest.mark.parametrize("fallback", FALLBACKS)
+def test_child_making_changes_it_never_declared(
+    fallback: str, scripted_milter: ScriptedMilterFactory, mmd_daemon: MmdDaemonFactory,
+    fake_children: Callable[..., FakeChild],
+) -> None:
+    def answer(code: bytes) -> bytes | None:
+        if code == b"O":
+            return NEGOTIATE_REPLY  # no actions
+        if code == b"E":
+            return UNDECLARED_CHANGES + CONTINUE_REPLY
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+
+    fake = fake_children("sneaky", answer)
+    daemon = mmd_daemon(milters=[
+        healthy(scripted_milter),
+        {"name": "faulty", "connection_spec": fake.spec, "fallback_status": fallback},
+    ])
+
+    two_sessions_give(daemon, FALLBACKS[fallback],
+                      "protocol violation: sent AddHeader without the add-header action "
+                      "negotiated", fallback)
+    run = run_test_server("-s", daemon.spec, "--output-message")
+    for trace in ("X-Sneaky", "thief", "another body", "quarantine", "held by"):
+        assert trace not in run.stdout, run.stdout
+    assert "- RCPT TO" not in run.stdout, run.stdout
+
+
+# ------------------------------------------------------------ issue 13: cut off mid-message
+
+
+def test_child_cut_off_at_end_of_message_is_recorded_as_failed(
+    mmd_daemon: MmdDaemonFactory, fake_children: Callable[..., FakeChild],
+) -> None:
+    def answer(code: bytes) -> bytes | list[bytes | float] | None:
+        if code == b"O":
+            return NEGOTIATE_ADD_HEADERS
+        if code == b"E":
+            return [packet(b"h", b"X-Half\0done\0"), 3.0, CONTINUE_REPLY]
+        return None if code in (b"D", b"A", b"Q") else CONTINUE_REPLY
+
+    fake = fake_children("slow", answer)
+    daemon = mmd_daemon(milters=[{"name": "slow", "connection_spec": fake.spec}])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mta:
+        mta.settimeout(10)
+        mta.connect(str(daemon.socket_path))
+        mta.sendall(mta_packets() + encode(m.EndOfMessage()))
+        for _ in range(6):  # negotiate .. data
+            head = _read_exact(mta, 4)
+            assert head is not None
+            assert _read_exact(mta, struct.unpack(">I", head)[0]) is not None
+        time.sleep(0.5)  # the child got end-of-message and works on it
+    log = daemon.wait_for_log("[session][end]")
+
+    verdicts = [line for line in log.splitlines() if "MMD_EVENT=milter-verdict" in line]
+    assert len(verdicts) == 1, log
+    assert "[end-of-message][accept]" in verdicts[0], verdicts[0]
+    assert "cut off at end-of-message: the MTA left" in verdicts[0]
+    assert daemon.log_lines("[milter][error]"), log
+
+
+# ------------------------------------------------------------ issue 13: a big body, a slow child
+
+
+def test_a_big_body_for_a_child_that_reads_slowly_is_not_held_in_memory(
+    mmd_daemon: MmdDaemonFactory, fake_children: Callable[..., FakeChild]
+) -> None:
+    stalled = threading.Event()
+
+    def answer(code: bytes) -> bytes | list[bytes | float] | None:
+        if code == b"O":  # no reply wanted before end-of-message (libmilter's SMFIP_NR_*)
+            return packet(b"O", struct.pack(">III", 6, 0, NO_REPLY_STEPS))
+        if code == b"B" and not stalled.is_set():
+            stalled.set()
+            return [4.0]  # busy with the first chunk: reads nothing for 4 s
+        return CONTINUE_REPLY if code == b"E" else None
+
+    fake = fake_children("slow-reader", answer)
+    daemon = mmd_daemon(milters=[{"name": "slow", "connection_spec": fake.spec,
+                                  "writing_timeout": 30}])
+    with mta(daemon) as client:
+        decoder = start_message(client, b"")
+        before = rss_mb(daemon.pid)
+        body = encode(m.Body(b"x" * 65535))
+        for _ in range(40 * 1024 * 1024 // 65535):  # 40 MB, spooled to disk by mmd
+            client.sendall(body)
+        client.sendall(encode(m.EndOfMessage()))
+        assert stalled.wait(10)
+        time.sleep(1.5)  # mmd would now hold whatever the child does not take
+        growth = rss_mb(daemon.pid) - before
+        # other sessions are served meanwhile
+        with mta(daemon) as other:
+            other.sendall(OFFER)
+            assert negotiated(other, 5)
+        assert read_reply(client, decoder) == m.Continue()
+    assert growth < 16, f"a 40 MB body for a slow child grew mmd by {growth:.0f} MB"

@@ -26,6 +26,7 @@ import pytest
 
 from mmd.adapters import rrd
 from mmd.report.graphs import all_graphs
+from mmd.report.run import DatabaseReadings
 
 ROOT = Path(__file__).resolve().parents[2]
 JOURNALD = "/lib/systemd/systemd-journald"
@@ -301,7 +302,8 @@ def drawn_legends(info: dict[str, str]) -> list[str]:
 def check_graphs(tmp_path: Path, now: float, want: dict[str, Any]) -> None:
     html = (tmp_path / "html" / "index.html").read_text()
     rrd_folder = tmp_path / "state" / "rrd"
-    pages = all_graphs(rrd_folder, ["clamav", "spamass"], int(now))
+    pages = all_graphs(rrd_folder, ["clamav", "spamass"], int(now // 60 * 60),
+                       DatabaseReadings())
     assert len(pages) == 4
     for _, graphs in pages:
         for graph in graphs:
@@ -361,3 +363,37 @@ def test_report_counts_exactly_once_across_runs_and_rotation(
     check_databases(tmp_path / "state" / "rrd", want, started, int(later) + 600)
     assert prom.read_text() == prometheus_text(want, later, entry_count(first + second))
     check_graphs(tmp_path, later, want)
+
+
+def test_a_journal_without_statistics_says_what_was_read(
+    tmp_path: Path, journald: PrivateJournald
+) -> None:
+    journald.inside("logger", "-t", "someone-else", "not a statistics entry")
+    journald.inside("journalctl", "--sync")
+    summary = report(tmp_path, journald.directory, time.time())
+    assert summary.startswith("read 0 entries, 0 sessions,")
+    assert f"from the journal files in {journald.directory} " \
+           "(SYSLOG_IDENTIFIER=milter-manager); no statistics entries" in summary
+    html = (tmp_path / "html" / "index.html").read_text()
+    assert f"from the journal files in {journald.directory}" in html
+    assert "This run read nothing: no statistics entries" in html
+    # the next run resumes nowhere new: it says so, still exit status 0
+    summary = report(tmp_path, journald.directory, time.time())
+    assert "no statistics entries" in summary
+
+
+def test_no_journal_files_at_all_fail(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "mmd.cli.report", "--journal-directory", str(empty),
+         "--state-directory", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"milter-manager report: no journal to read: journalctl found no journal files in "
+        f"{empty} (is journald running")
+    assert "--from-file" in result.stderr

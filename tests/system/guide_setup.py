@@ -81,7 +81,7 @@ OPENDKIM_SETTINGS = (
 )
 POSTFIX_MILTER_SETTINGS = (
     "milter_protocol = 6",
-    "milter_default_action = accept",
+    "milter_default_action = tempfail",
     "milter_mail_macros = {auth_author} {auth_type} {auth_authen}",
     f"smtpd_milters = {POSTFIX_MILTER_SPEC}",
     f"non_smtpd_milters = {POSTFIX_MILTER_SPEC}",
@@ -429,13 +429,14 @@ class GuideHost:
 
     @contextlib.contextmanager
     def milter_default_action(self, action: str) -> Iterator[None]:
-        """Postfix's ``milter_default_action`` set to ``action`` for a while, then accept."""
+        """Postfix's ``milter_default_action`` set to ``action`` for a while, then as the guide
+        says (tempfail)."""
         postconf(self.c, f"milter_default_action = {action}")
         self.reload_postfix()
         try:
             yield
         finally:
-            postconf(self.c, "milter_default_action = accept")
+            postconf(self.c, "milter_default_action = tempfail")
             self.reload_postfix()
 
     def reload_postfix(self) -> None:

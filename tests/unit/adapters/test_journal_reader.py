@@ -44,7 +44,7 @@ def test_command() -> None:
     query = JournalQuery(after_cursor="s=1;i=2", since="yesterday", directory=Path("/j"),
                          events=("session-end", "header-add"), fields=("MMD_EVENT", "_PID"))
     assert command(query) == [
-        "journalctl", "--output=export", "--no-pager", "--quiet", "--directory=/j",
+        "journalctl", "--output=export", "--no-pager", "--directory=/j",
         "--after-cursor=s=1;i=2", "--output-fields=MMD_EVENT,_PID",
         "SYSLOG_IDENTIFIER=milter-manager", "MMD_EVENT=session-end", "MMD_EVENT=header-add",
     ]

@@ -74,6 +74,10 @@ def test_reported_header_names() -> None:
 
 
 def test_header_changes_to_the_mta_are_recorded() -> None:
+    asyncio.run(header_changes_to_the_mta_are_recorded())  # a session arms its idle timer
+
+
+async def header_changes_to_the_mta_are_recorded() -> None:
     recorder = Recorder()
     generation = Generation(ManagerConfig(), (), (), SessionSettings())
     state = ServerState(generation, recorder)

@@ -119,7 +119,7 @@ def test_envelope_and_body_options() -> None:
     assert list(session.recipients) == ["<b@example.org>", "<c@example.org>"]
     assert list(session.body_chunks) == [b"one", b"two"]
     assert ("To", "<b@example.org>") in session.headers
-    assert options.spec_text == "inet:1025@127.0.0.1"
+    assert options.spec_text == "inet:1025@[127.0.0.1]"  # printed as given
 
 
 def test_macros_per_stage_and_authentication() -> None:
@@ -174,7 +174,30 @@ def test_connection_failure_output(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["-s", spec]) == 1
     captured = capsys.readouterr()
     assert captured.out == f"Failed to connect to {spec}\n"
+    assert captured.err == ""
+    assert main(["-s", spec, "--threads", "2", "-v"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"Failed to connect to {spec}\n" * 2
     assert "No such file or directory" in captured.err
+
+
+def test_threads_as_the_classic_counts_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from mmd.cli.test_server import options_from
+
+    assert options_from([]).threads == 1  # the classic default 0: one session
+    assert options_from(["--threads", "0"]).threads == 1
+    assert options_from(["-t", "3"]).threads == 3
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "-1"])
+    assert exit_info.value.code == 2
+    assert "not a number of threads: -1" in capsys.readouterr().err
+
+
+def test_negotiate_version_default_is_the_classic_6() -> None:
+    from mmd.cli.test_server import options_from
+
+    assert options_from([]).session.negotiate_version == 6
+    assert options_from(["--negotiate-version", "2"]).session.negotiate_version == 2
 
 
 # ------------------------------------------------------------ changes

@@ -34,7 +34,7 @@ def test_converted_values() -> None:
         {"name": "spamass-milter",
          "connection_spec": "unix:/var/spool/postfix/spamass/spamass.sock",
          "description": "SpamAssassin #1",
-         "applicable_conditions": ["Remote Network", "Unauthentication"],
+         "applicable_conditions": ["Remote Network", "Unauthenticated"],
          "fallback_status": "accept", "end_of_message_timeout": 600},
         {"name": "clamav-milter", "enabled": True, "fallback_status": "temporary-failure",
          "evaluation_mode": False, "reading_timeout": 30.5},

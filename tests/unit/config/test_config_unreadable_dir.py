@@ -2,7 +2,8 @@
 
 Seen in the system-test container: /etc/milter-manager at 0700 root made ``Path.is_file()``
 raise PermissionError in the daemon (running as milter-manager), which exited and restarted
-in a loop instead of starting with a logged problem.
+in a loop instead of starting with a logged problem (it now starts refused: every session
+gets temporary-failure until a reload succeeds).
 """
 
 from __future__ import annotations
@@ -51,6 +52,6 @@ def test_unreadable_config_folder_is_a_problem() -> None:
     (problem,) = raised.value.problems
     assert problem.startswith(f"{config_dir}: cannot read: ")
     assert "Permission denied" in problem
-    # what could be loaded is kept: the daemon starts with the detected milters
+    # what could be loaded is kept (the refused daemon still listens where it says)
     assert raised.value.configuration is not None
     assert [m.name for m in raised.value.configuration.milters] == ["opendkim"]

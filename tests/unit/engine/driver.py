@@ -105,3 +105,30 @@ def finished(actions: Sequence[Action]) -> list[ChildFinished]:
 def session_end(actions: Sequence[Action]) -> SessionFinished:
     (end,) = [a for a in actions if isinstance(a, SessionFinished)]
     return end
+
+
+def message(driver: Driver, headers: list[tuple[str, str]], body: bytes) -> list[Action]:
+    out: list[Action] = []
+    for name, value in headers:
+        out += driver.mta(m.Header(name, value))
+    out += driver.mta(m.EndOfHeaders())
+    out += driver.mta(m.Body(body))
+    return out
+
+
+def run_child_through_eom(
+    driver: Driver, index: int, *eom_replies: m.ReplyMessage
+) -> list[Action]:
+    """Continue every replayed command of child ``index``, then answer EOM."""
+    out: list[Action] = []
+    while True:
+        pending = [
+            a for a in driver.log if isinstance(a, ToChild) and a.index == index and a.expect_reply
+        ]
+        last = pending[-1]
+        if isinstance(last.message, m.EndOfMessage):
+            break
+        out += driver.child(index, m.Continue())
+    for reply in eom_replies:
+        out += driver.child(index, reply)
+    return out

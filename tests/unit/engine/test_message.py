@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from mmd.engine.message import HeaderError, MemoryBody, SpooledBody, WorkingHeaders
@@ -75,4 +77,12 @@ def test_body_stores_give_back_what_they_got_in_chunks(store: object) -> None:
         body.append(piece)
     assert body.size == 19
     assert list(body.chunks(7)) == [b"hello s", b"pooled ", b"world"]
+    body.close()
+
+
+def test_a_limit_of_zero_keeps_no_body_in_memory() -> None:
+    body = SpooledBody(0)
+    body.append(b"x" * 100)
+    assert not isinstance(body._file._file, io.BytesIO)  # type: ignore[attr-defined]
+    assert list(body.chunks(64)) == [b"x" * 64, b"x" * 36]
     body.close()

@@ -18,6 +18,8 @@ from tests.unit.engine.driver import (
     closed,
     commands,
     finished,
+    message,
+    run_child_through_eom,
     session_end,
     to_child,
     to_mta,
@@ -263,33 +265,6 @@ def test_commands_sent_while_children_answer_are_queued() -> None:
 
 
 # ---------------------------------------------------------------- message stages
-
-
-def message(driver: Driver, headers: list[tuple[str, str]], body: bytes) -> list[EngineAction]:
-    out: list[EngineAction] = []
-    for name, value in headers:
-        out += driver.mta(m.Header(name, value))
-    out += driver.mta(m.EndOfHeaders())
-    out += driver.mta(m.Body(body))
-    return out
-
-
-def run_child_through_eom(
-    driver: Driver, index: int, *eom_replies: m.ReplyMessage
-) -> list[EngineAction]:
-    """Continue every replayed command of child ``index``, then answer EOM."""
-    out: list[EngineAction] = []
-    while True:
-        pending = [
-            a for a in driver.log if isinstance(a, ToChild) and a.index == index and a.expect_reply
-        ]
-        last = pending[-1]
-        if isinstance(last.message, m.EndOfMessage):
-            break
-        out += driver.child(index, m.Continue())
-    for reply in eom_replies:
-        out += driver.child(index, reply)
-    return out
 
 
 def test_message_stages_are_answered_at_once_and_replayed_at_eom() -> None:

@@ -45,7 +45,8 @@ def test_summaries() -> None:
     result = Result(summary, Totals(sessions=Counter({"pass": 5})), "c", points=4,
                     graphs=[Path("a.png")])
     assert summary_text(result) == (
-        "journal entries read: 7\n"
+        "read from: the system journal\n"
+        "entries read: 7\n"
         "sessions: 4\n"
         "  pass: 2\n  accept: 0\n  reject: 1\n  discard: 0\n  temporary-failure: 0\n"
         "  quarantine: 0\n  abort: 0\n  continue: 1\n"
@@ -56,5 +57,29 @@ def test_summaries() -> None:
     )
     assert summary_line(result) == (
         "read 7 entries, 4 sessions (continue=1 pass=2 reject=1), "
-        "2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC; 4 database points, 1 graphs\n"
+        "2027-01-15 08:00:00 UTC .. 2027-01-15 08:01:30 UTC; 4 database points, 1 graphs "
+        "from the system journal\n"
     )
+
+
+def test_from_file_keeps_its_own_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "state.json").write_text(
+        '{"version": 1, "cursor": "s=abc;i=1", "step": 60}')
+    log = tmp_path / "mmd.log"
+    log.write_text("")
+    assert main(["--state-directory", str(tmp_path), "--from-file", str(log),
+                 "--no-progress"]) == 1
+    assert "give --from-file its own --state-directory" in capsys.readouterr().err
+
+
+def test_from_file_without_entries_says_so(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "mmd.log"
+    log.write_text("INFO mmd.daemon: ready MMD_EVENT=ready\n")
+    assert main(["--state-directory", str(tmp_path / "s"), "--from-file", str(log),
+                 "--no-progress", "--output-directory", str(tmp_path / "html")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("read 0 entries, 0 sessions, - .. -; 0 database points, 0 graphs "
+                          f"from the log file {log}; no statistics entries")
+    page = (tmp_path / "html" / "index.html").read_text()
+    assert f"from the log file {log}." in page and "This run read nothing" in page

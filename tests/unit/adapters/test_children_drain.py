@@ -1,0 +1,59 @@
+"""ChildLink.when_drained: the engine's Drain waits for the child's socket, and never
+runs in the same loop pass (other sessions get their turn between two windows)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mmd.adapters.children import ChildLink
+from mmd.config.model import MilterConfig
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def link() -> ChildLink:
+    child = ChildLink(3, MilterConfig(name="child", connection_spec="unix:/nowhere"),
+                      lambda index, reply: None, lambda index, reason: None, 65536)
+    child.connection_made(Transport())
+    return child
+
+
+async def drains() -> None:
+    drained: list[int] = []
+    child = link()
+    child.when_drained(drained.append)
+    assert drained == []  # not in the same pass
+    await asyncio.sleep(0)
+    assert drained == [3]
+
+    child.pause_writing()  # the child does not read
+    child.when_drained(drained.append)
+    await asyncio.sleep(0.01)
+    assert drained == [3]
+    child.resume_writing()
+    await asyncio.sleep(0)
+    assert drained == [3, 3]
+
+    child.pause_writing()
+    child.when_drained(drained.append)
+    child.close()  # the session closed it meanwhile: nothing more
+    child.resume_writing()
+    await asyncio.sleep(0.01)
+    assert drained == [3, 3]
+
+
+def test_when_drained_waits_for_the_socket_and_for_the_next_loop_pass() -> None:
+    asyncio.run(drains())
