@@ -310,8 +310,9 @@ def test_started_as_root_with_user_option(host: MailHost) -> None:
 
 
 def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
-    """/etc/milter-manager that the daemon's user may not enter: one problem line, and the
-    detected milters are still used (it used to crash and restart in a loop)."""
+    """/etc/milter-manager that the daemon's user may not enter: one problem line and the
+    daemon keeps running (it used to crash and restart in a loop), failing closed (issue 13):
+    every session gets temporary-failure until the folder is fixed and mmd reloads."""
     c = host.c
     folder = "/etc/milter-manager"
     existed = c.run(["test", "-d", folder], check=False).returncode == 0
@@ -323,8 +324,15 @@ def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
         c.run(["systemctl", "restart", SERVICE], timeout=90)
         lines = [str(e.get("MESSAGE")) for e in host.manager_entries(cursor)
                  if folder in str(e.get("MESSAGE"))]
-        assert lines == [f"configuration: {folder}: cannot read: Permission denied"], lines
+        problem = f"{folder}: cannot read: Permission denied"
+        assert lines == [f"configuration: {problem}",
+                         f"ready: configuration refused, every session gets temporary-failure: "
+                         f"{problem}; fix it, then: systemctl reload milter-manager"], lines
         assert c.run(["systemctl", "is-active", SERVICE], check=False).stdout.strip() == "active"
+        refused = host.session()
+        assert "status: temporary-failure" in refused and "DKIM-Signature" not in refused
+        c.run(["chmod", mode or "0755", folder])
+        host.reload()
         cursor = host.journal_cursor()
         assert "+ DKIM-Signature:" in host.session()
         assert set(host.verdicts_after(cursor)) == set(EXPECTED)
