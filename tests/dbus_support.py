@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -129,6 +130,8 @@ class FakeControl:
     set_calls: list[tuple[str, bool, str]] = field(default_factory=list)
     files: list[str] = field(default_factory=lambda: ["/etc/milter-manager/milter-manager.toml"])
     current_state: str = "running"
+    active: int = 3
+    total: int = 120
     _state_callbacks: list[Callable[[str, bool, str], None]] = field(default_factory=list)
     _reload_callbacks: list[Callable[[bool, str], None]] = field(default_factory=list)
 
@@ -136,10 +139,10 @@ class FakeControl:
         return self.current_state
 
     def active_sessions(self) -> int:
-        return 3
+        return self.active
 
     def total_sessions(self) -> int:
-        return 120
+        return self.total
 
     def configuration_files(self) -> list[str]:
         return list(self.files)
@@ -249,6 +252,7 @@ SYSTEM_CONFIG = """\
            send_interface="org.freedesktop.DBus.Introspectable"/>
   </policy>
   <include>{policy}</include>
+  {extra}
 </busconfig>
 """
 
@@ -261,29 +265,38 @@ class PrivateBus:
     pid: int
     directory: Path
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = False) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
         while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if keep:
+            (self.directory / "bus").unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_bus(kind: str) -> PrivateBus:
+def start_bus(kind: str, directory: Path | None = None, extra: str = "") -> PrivateBus:
     """Start a private dbus-daemon: ``session`` (permissive) or ``system`` (default-deny + policy).
 
     The directory is world-searchable so callers running as other uids reach the socket.
+    Given ``directory`` (kept by ``stop(keep=True)``), a second bus there has the same
+    address: a restarted bus. ``extra`` goes into the system configuration (e.g. an
+    ``<includedir>`` a test fills later).
     """
     daemon = shutil.which("dbus-daemon")
     if daemon is None:
         raise RuntimeError("dbus-daemon is not installed (Debian package: dbus-daemon)")
-    directory = Path(tempfile.mkdtemp(prefix="mmd-dbus-"))
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="mmd-dbus-"))
+    directory.mkdir(exist_ok=True)
     directory.chmod(0o755)
     socket = directory / "bus"
     template = SESSION_CONFIG if kind == "session" else SYSTEM_CONFIG
     config = directory / f"{kind}.conf"
-    config.write_text(template.format(socket=socket, servicedir=DBUS_DIR, policy=POLICY_FILE))
+    config.write_text(template.format(socket=socket, servicedir=DBUS_DIR, policy=POLICY_FILE,
+                                      extra=extra))
     read_end, write_end = os.pipe()
     try:
         result = subprocess.run(
@@ -346,6 +359,14 @@ def busctl(
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed: {result.stderr}")
     return result
+
+
+def name_has_owner(address: str, name: str = "org.miltermanager.Manager1") -> bool:
+    result = busctl(address, "--json=short", "call", "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s",
+                    name)  # fmt: skip
+    owned: bool = json.loads(result.stdout)["data"][0]
+    return owned
 
 
 def dbus_send(

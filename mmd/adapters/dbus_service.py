@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import pwd
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from dbus_next import introspection as intr
 from dbus_next.aio.message_bus import MessageBus
 from dbus_next.constants import (
     BusType,
+    MessageFlag,
     MessageType,
     NameFlag,
     PropertyAccess,
@@ -94,6 +96,8 @@ _body_to_args: Callable[[Message], list[Any]] = ServiceInterface._msg_body_to_ar
 _result_to_body: Callable[[Any, Any], tuple[list[Any], list[int]]] = (
     ServiceInterface._fn_result_to_body
 )
+# dbus-next's choice of handler for a call (methods, Properties, Introspectable, Peer)
+_find_handler: Callable[[MessageBus, Message], Any] = MessageBus._find_message_handler
 
 # The method call being dispatched, for the caller check. dbus-next does not
 # hand the message to method implementations; ControlBus sets this in the
@@ -107,11 +111,17 @@ log = logging.getLogger(__name__)
 # EmitsChangedSignal per property (see the XML in dbus/ for the reasons).
 PROPERTY_CHANGE_SIGNALS = {
     "Version": "const",
-    "State": "false",
-    "ActiveSessions": "false",
-    "TotalSessions": "false",
+    "State": "true",  # these three: at most once per PROPERTIES_PERIOD (DBusHandle)
+    "ActiveSessions": "true",
+    "TotalSessions": "true",
     "ConfigurationFiles": "true",
 }
+# Seconds between two PropertiesChanged for State and the session counters: sessions come
+# and go hundreds of times a second on a busy host, a signal for each would be a flood.
+PROPERTIES_PERIOD = 1.0
+# Introspection says so for the properties signalled at most once per period.
+PERIOD_ANNOTATION = "org.miltermanager.Manager1.ChangedSignalPeriodSeconds"
+PERIODIC_PROPERTIES = frozenset({"State", "ActiveSessions", "TotalSessions"})
 
 
 def _bus_types(out: str = "", **params: str) -> Callable[[_F], _F]:
@@ -284,7 +294,12 @@ class ManagerInterface(ServiceInterface):
             for arg, arg_name in zip(out_args, names, strict=True):
                 arg.name = arg_name
         interface.properties = [
-            _AnnotatedProperty(p, PROPERTY_CHANGE_SIGNALS[p.name]) for p in interface.properties
+            _AnnotatedProperty(
+                p,
+                PROPERTY_CHANGE_SIGNALS[p.name],
+                f"{PROPERTIES_PERIOD:g}" if p.name in PERIODIC_PROPERTIES else "",
+            )
+            for p in interface.properties
         ]
         return interface
 
@@ -322,32 +337,96 @@ def _no_such_milter(name: str) -> DBusError:
 
 
 class _AnnotatedProperty(intr.Property):
-    """A property whose introspection says whether PropertiesChanged covers it.
+    """A property whose introspection says whether (and how often) PropertiesChanged covers it.
 
     dbus-next 0.2.3 writes no annotations; busctl would show every property as emits-change.
     """
 
-    def __init__(self, plain: intr.Property, emits_changed_signal: str) -> None:
+    def __init__(self, plain: intr.Property, emits_changed_signal: str, period: str = "") -> None:
         super().__init__(plain.name, plain.signature, plain.access)
         self.emits_changed_signal = emits_changed_signal
+        self.period = period
 
     def to_xml(self) -> ElementTree.Element:
         element: ElementTree.Element = super().to_xml()
         annotation = ElementTree.SubElement(element, "annotation")
         annotation.set("name", "org.freedesktop.DBus.Property.EmitsChangedSignal")
         annotation.set("value", self.emits_changed_signal)
+        if self.period:
+            periodic = ElementTree.SubElement(element, "annotation")
+            periodic.set("name", PERIOD_ANNOTATION)
+            periodic.set("value", self.period)
         return element
 
 
+class RefusalLog:
+    """At most one short line per ``interval`` seconds for calls the daemon refuses.
+
+    Any local user may send them (an unknown property or interface, a Set of a
+    read-only property): each is answered with its typed error, and the log must
+    not grow with them. The next line says how many were left out.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._left_out = 0
+
+    def refused(self, message: Message, error_name: str, text: str) -> None:
+        now = self.clock()
+        if now < self._next:
+            self._left_out += 1
+            return
+        self._next = now + self.interval
+        more = f" ({self._left_out} more since the last line)" if self._left_out else ""
+        self._left_out = 0
+        log.info(
+            "D-Bus: refused %s.%s from %s: %s: %s%s",
+            message.interface,
+            message.member,
+            message.sender,
+            error_name,
+            _short(text),
+            more,
+            extra={"fields": {"MMD_EVENT": "dbus-refused", "MMD_REASON": error_name}},
+        )
+
+
+def _short(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 class ControlBus(MessageBus):
-    """A MessageBus whose method dispatch suits a daemon.
+    """A MessageBus whose dispatch suits a daemon.
 
     dbus-next 0.2.3 sends a raised DBusError as the reply but then re-raises it
-    into its reader (a logged traceback per NoSuchMilter), and it does not tell
-    the implementation who called. Here each call runs in a context that holds
-    its message, typed errors are only replies, and unexpected errors are
-    logged here and answered without a traceback.
+    into its reader, which logs an ERROR with a traceback: one per NoSuchMilter,
+    and one per unknown property or interface any local user asks for. It does
+    not tell the implementation who called either. Here each method call runs
+    in a context that holds its message, typed errors are only replies (the
+    built-in handlers' refusals: one short rate-limited line), and unexpected
+    errors are logged here and answered without a traceback.
     """
+
+    refusals = RefusalLog()
+
+    def _find_message_handler(self, msg: Message) -> Any:
+        handler = _find_handler(self, msg)
+        if handler is None:
+            return None
+
+        def guarded(message: Message, send_reply: Callable[[Message], None]) -> None:
+            try:
+                handler(message, send_reply)
+            except DBusError as error:
+                self.refusals.refused(message, error.type, error.text)
+                send_reply(Message.new_error(message, error.type, error.text))
+            except Exception as error:
+                send_reply(_error_message(message, error))
+
+        return guarded
 
     def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
         def handler(message: Message, send_reply: Callable[[Message], None]) -> None:
@@ -417,14 +496,16 @@ class BusNameUnavailable(RuntimeError):
     """Another connection owns (or is queued for) the bus name."""
 
 
-async def _watch_connection(bus: MessageBus) -> None:
-    """Say so when the bus goes away under us (otherwise asyncio reports an unretrieved error)."""
+async def _watch_connection(bus: MessageBus) -> BaseException | None:
+    """Wait until the bus goes away; the reason (None: we closed it), for the caller to log.
+
+    Awaiting the disconnect here also keeps asyncio from reporting an unretrieved error.
+    """
     try:
         await _wait_for_disconnect(bus)
     except Exception as error:
-        log.warning(
-            "D-Bus connection lost (%r): the control interface is gone until restart", error
-        )
+        return error
+    return None
 
 
 @dataclass
@@ -433,7 +514,8 @@ class DBusHandle:
 
     bus: MessageBus
     interface: ManagerInterface
-    watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[BaseException | None] | None = None
+    ticker: asyncio.Task[None] | None = None
 
     # The emitters run inside the daemon's reload and override paths (as Control
     # callbacks): a lost or closed bus must never make those fail.
@@ -457,8 +539,39 @@ class DBusHandle:
         except Exception:
             log.warning("could not emit Reloaded", exc_info=True)
 
+    async def signal_properties(self, period: float = PROPERTIES_PERIOD) -> None:
+        """PropertiesChanged for State, ActiveSessions and TotalSessions, at most once a period.
+
+        Each signal carries the values that changed since the last one, as they are at that
+        moment (a state shorter than the period, e.g. a quick reload, may not show).
+        """
+        control = self.interface.control
+        last: dict[str, object] = {}
+        while self.bus.connected:
+            now: dict[str, object] = {
+                "State": control.state(),
+                "ActiveSessions": control.active_sessions(),
+                "TotalSessions": control.total_sessions(),
+            }
+            changed = {key: value for key, value in now.items() if last.get(key) != value}
+            if changed and last:
+                try:
+                    self.interface.emit_properties_changed(changed)
+                except Exception:
+                    log.debug("could not emit PropertiesChanged", exc_info=True)
+            last = now
+            await asyncio.sleep(period)
+
+    async def wait_lost(self) -> BaseException | None:
+        """Until the connection ends: the error that ended it, None after ``close()``."""
+        if self.watcher is None:
+            return None
+        return await asyncio.shield(self.watcher)  # a cancelled waiter leaves the watcher be
+
     async def close(self) -> None:
         """Give up the name and disconnect; safe to call twice."""
+        if self.ticker is not None:
+            self.ticker.cancel()
         if self.bus.connected:
             with contextlib.suppress(DBusError):
                 await self.bus.release_name(BUS_NAME)
@@ -468,21 +581,42 @@ class DBusHandle:
             await self.watcher
 
 
-async def export_control(control: Control, bus_address: str | None = None) -> DBusHandle:
+async def export_control(
+    control: Control,
+    bus_address: str | None = None,
+    *,
+    subscribe: bool = True,
+    reread_policy: bool = False,
+    signal_properties: bool = False,
+) -> DBusHandle:
     """Connect, export the interface, then request the name.
 
     ``bus_address=None`` means the system bus (``DBUS_SYSTEM_BUS_ADDRESS`` or
     the standard socket). The object is exported before the name is taken so
     that a client woken by NameOwnerChanged never finds the path missing.
-    The handle is subscribed to the control's callbacks, so the daemon needs
-    no further calls to get the signals out.
+    With ``subscribe`` the handle is subscribed to the control's callbacks, so
+    the daemon needs no further calls to get the signals out (a caller that
+    reconnects subscribes once itself and forwards).
+
+    With ``reread_policy``, a refused name makes dbus-daemon re-read its
+    configuration once before the second try: it may have read our policy
+    file before the user that the policy names existed (package install:
+    the file lands before systemd-sysusers runs), and nothing else makes it
+    read the file again. With ``signal_properties``, State and the session counters
+    are signalled too (``DBusHandle.signal_properties``).
     """
     new_bus: Callable[..., ControlBus] = ControlBus  # its bus_address hint lacks None
     bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
     try:
         interface = ManagerInterface(control, bus)
         bus.export(OBJECT_PATH, interface)
-        reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        try:
+            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        except DBusError as error:
+            if not reread_policy or error.type != BUS_ERROR_ACCESS_DENIED:
+                raise
+            await _reload_bus_config(bus)
+            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
         if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
             raise BusNameUnavailable(f"{BUS_NAME} is owned by another connection ({reply.name})")
     except BaseException:
@@ -491,5 +625,167 @@ async def export_control(control: Control, bus_address: str | None = None) -> DB
     handle = DBusHandle(
         bus, interface, asyncio.get_running_loop().create_task(_watch_connection(bus))
     )
-    control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
+    if subscribe:
+        control.subscribe(handle.emit_milter_state_changed, handle.emit_reloaded)
+    if signal_properties:
+        handle.ticker = asyncio.get_running_loop().create_task(handle.signal_properties())
     return handle
+
+
+BUS_ERROR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+# The bus has no owner for the name (and must not start one: see call_reload).
+BUS_ERRORS_NO_DAEMON = frozenset(
+    {
+        "org.freedesktop.DBus.Error.ServiceUnknown",
+        "org.freedesktop.DBus.Error.NameHasNoOwner",
+    }
+)
+
+
+async def _reload_bus_config(bus: MessageBus) -> None:
+    """Ask dbus-daemon to re-read its policy files (any client may ask; it replies when done)."""
+    reply = await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="ReloadConfig",
+        )
+    )
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        detail = reply.body[0] if reply is not None and reply.body else "no reply"
+        log.debug("dbus-daemon did not re-read its configuration: %s", detail)
+    else:
+        log.info("asked dbus-daemon to re-read its policy, as it refused the name %s", BUS_NAME)
+
+
+# -- the client side: ``milter-manager reload`` ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReloadAnswer:
+    """What Reload() said: ``outcome`` is "reloaded", "refused" or "denied"."""
+
+    outcome: str
+    message: str
+
+
+class ControlUnreachable(RuntimeError):
+    """No bus, or no daemon on it: the caller may take another way (SIGHUP)."""
+
+
+async def call_reload(timeout: float, bus_address: str | None = None) -> ReloadAnswer:
+    """Call Reload() on the system bus and wait for its answer.
+
+    NO_AUTO_START: when the daemon is not on the bus, the bus must not ask systemd to start
+    it (``systemctl reload`` runs this while the unit is busy reloading: that would only
+    queue a start job and wait for it). Raises ``ControlUnreachable`` when no daemon answers.
+    """
+    try:
+        new_bus: Callable[..., MessageBus] = MessageBus  # its bus_address hint lacks None
+        bus = await new_bus(bus_address=bus_address, bus_type=BusType.SYSTEM).connect()
+    except Exception as error:  # no socket, refused, authentication: all mean "no bus"
+        raise ControlUnreachable(f"cannot connect to the system bus: {error}") from error
+    try:
+        call = Message(
+            destination=BUS_NAME,
+            path=OBJECT_PATH,
+            interface=INTERFACE_NAME,
+            member="Reload",
+            flags=MessageFlag.NO_AUTOSTART,
+        )
+        try:
+            reply = await asyncio.wait_for(bus.call(call), timeout)
+        except TimeoutError:
+            raise ControlUnreachable(f"Reload() got no answer within {timeout:g} s") from None
+        except Exception as error:  # the bus went away during the call
+            raise ControlUnreachable(f"the system bus went away: {error}") from error
+    finally:
+        _disconnect(bus)
+    if reply is None:
+        raise ControlUnreachable("the system bus went away during the call")
+    if reply.message_type == MessageType.METHOD_RETURN:
+        return ReloadAnswer("reloaded", str(reply.body[0]))
+    text = str(reply.body[0]) if reply.body else reply.error_name or "failed"
+    if reply.error_name == ERROR_INVALID_CONFIGURATION:
+        return ReloadAnswer("refused", text)
+    if reply.error_name in (ERROR_ACCESS_DENIED, BUS_ERROR_ACCESS_DENIED):
+        return ReloadAnswer("denied", text)
+    if reply.error_name in BUS_ERRORS_NO_DAEMON:
+        raise ControlUnreachable(f"{BUS_NAME} is not on the system bus ({reply.error_name})")
+    return ReloadAnswer("refused", f"{reply.error_name}: {text}")
+
+
+# -- following systemd: its signals on the control connection ---------------------------
+
+SYSTEMD = "org.freedesktop.systemd1"
+SYSTEMD_PATH = "/org/freedesktop/systemd1"
+SYSTEMD_MANAGER = "org.freedesktop.systemd1.Manager"
+SYSTEMD_UNIT = "org.freedesktop.systemd1.Unit"
+SYSTEMD_UNIT_PATHS = "/org/freedesktop/systemd1/unit"
+_MANAGER_SIGNAL = (
+    f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',interface='{SYSTEMD_MANAGER}'"
+)
+SYSTEMD_MATCH_RULES = (
+    f"{_MANAGER_SIGNAL},member='UnitFilesChanged'",
+    f"{_MANAGER_SIGNAL},member='JobRemoved'",
+    f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
+    f"member='PropertiesChanged',path_namespace='{SYSTEMD_UNIT_PATHS}',arg0='{SYSTEMD_UNIT}'",
+)
+
+
+async def _bus_call(bus: MessageBus, message: Message) -> None:
+    reply = await bus.call(message)
+    if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+        detail = reply.body[0] if reply is not None and reply.body else "no reply"
+        raise RuntimeError(f"{message.member}: {detail}")
+
+
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Have the bus deliver signals matching ``rule`` to this connection."""
+    await _bus_call(
+        bus,
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=[rule],
+        ),
+    )
+
+
+async def follow_systemd(
+    bus: MessageBus, on_unit: Callable[[str], None], on_unit_path: Callable[[str], None]
+) -> None:
+    """Have systemd's signals delivered on ``bus`` (call again after a reconnect).
+
+    ``on_unit(name)``: a job of that unit ended (started, stopped, failed), or ``""``
+    when unit files changed (enable, disable, mask, daemon-reload). ``on_unit_path``:
+    a unit's ActiveState & co changed; the caller decodes the object path. systemd
+    sends unit signals only to subscribed clients, hence ``Subscribe``.
+    """
+    for rule in SYSTEMD_MATCH_RULES:
+        await add_match(bus, rule)
+
+    def handler(message: Message) -> None:
+        if message.message_type != MessageType.SIGNAL:
+            return
+        if message.interface == SYSTEMD_MANAGER and message.path == SYSTEMD_PATH:
+            if message.member == "UnitFilesChanged":
+                on_unit("")
+            elif message.member == "JobRemoved" and len(message.body) >= 3:
+                on_unit(str(message.body[2]))
+        elif (
+            message.member == "PropertiesChanged"
+            and message.path.startswith(SYSTEMD_UNIT_PATHS + "/")
+            and message.body[:1] == [SYSTEMD_UNIT]
+        ):
+            on_unit_path(message.path)
+
+    bus.add_message_handler(handler)
+    subscribe = Message(
+        destination=SYSTEMD, path=SYSTEMD_PATH, interface=SYSTEMD_MANAGER, member="Subscribe"
+    )
+    await _bus_call(bus, subscribe)

@@ -76,11 +76,13 @@ class SystemdUnitStates:
             for other in wanting
         )
         triggers = tuple(n for n in _names(unit.TriggeredBy) if n.endswith(".socket"))
-        socket_enabled = False
+        socket_enabled = socket_active = False
         for socket_name in dict.fromkeys(triggers + tuple(socket_units)):
-            socket_load, socket_file_state, _active = self._brief(socket_name)
-            if socket_load != "not-found" and socket_file_state in ENABLED_FILE_STATES:
-                socket_enabled = True
+            socket_load, socket_file_state, socket_state = self._brief(socket_name)
+            if socket_load == "not-found":
+                continue
+            socket_enabled = socket_enabled or socket_file_state in ENABLED_FILE_STATES
+            socket_active = socket_active or socket_state in _LIVE_STATES
         return UnitState(
             name=name,
             load_state=load_state,
@@ -90,6 +92,7 @@ class SystemdUnitStates:
             socket_enabled=socket_enabled,
             fragment_path=_text(unit.FragmentPath),
             socket_units=triggers,
+            socket_active=socket_active,
         )
 
 

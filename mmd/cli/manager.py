@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Runs in the foreground (systemd starts it through milter-manager.socket). "
             "Other commands: 'milter-manager import-config FILE' converts a classic "
             "milter-manager.local.conf to TOML; 'milter-manager report' draws statistics graphs "
-            "from the journal (see its --help and docs/report.md)."
+            "from the journal (see its --help and docs/report.md); 'milter-manager reload' reloads "
+            "the running daemon and waits for the outcome (see its --help)."
         ),
         epilog=(
             f"Without -s, it listens on {DEFAULT_CONNECTION_SPEC} (as root) or on "
@@ -131,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["import-config"]:
         return import_config(args_list[1:])
+    if args_list[:1] == ["reload"]:
+        from mmd.cli.reload import main as reload_main
+
+        return reload_main(args_list[1:])
     if args_list[:1] == ["report"]:
         from mmd.cli.report import main as report_main
 

@@ -14,12 +14,13 @@ import copy
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmd import __version__
-from mmd.adapters import notify
+from mmd.adapters import notify, reload_signal
 from mmd.adapters.activation import take_activated_sockets
 from mmd.adapters.server import Generation, ServerState, listen, serve_socket
 from mmd.adapters.unix_socket import (
@@ -41,9 +42,11 @@ from mmd.control import (
     NoSuchMilter,
     Statistics,
 )
+from mmd.daemon import live
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
 from mmd.daemon.startup import keep_listening_settings, refused_configuration
+from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
 from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
@@ -93,6 +96,7 @@ def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configurati
                 extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
             )
     config = load_configuration(options.config_dir, detected)
+    activity.take_out_inactive(config, detected)
     config = apply_overrides(config, options.overrides)
     for milter in config.milters:
         if milter.name in enabled_overrides:
@@ -174,6 +178,10 @@ class Daemon:
         self._listening = ManagerConfig()  # the listening settings in force since start
         self._socket_activated = False
         self._unix_listeners: list[UnixListener] = []
+        self._inactive: dict[str, str] = {}  # detected milters whose unit does not run
+        self._files_read = ""  # live.fingerprint of the files the last load used
+        self._files_waiting = ""  # the fingerprint a live update said it waits for
+        self._follower: object | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -187,6 +195,7 @@ class Daemon:
             config = self._refuse_at_start(error)
             generation = build_generation(config, 0)
         self._config = config
+        self._follow_activity(config)
         self._state = ServerState(generation, self._recorder)
         try:
             return await self._serve(loop, config)
@@ -281,18 +290,23 @@ class Daemon:
         """
         target = self._target_user()
         if target is None:
-            return load_checked(self.options, {}, 0)
+            return self._load_noting_files()
         uid, gid, groups = target
         saved_groups = os.getgroups()
         os.setgroups(groups)
         os.setegid(gid)
         os.seteuid(uid)
         try:
-            return load_checked(self.options, {}, 0)
+            return self._load_noting_files()
         finally:
             os.seteuid(0)
             os.setegid(0)
             os.setgroups(saved_groups)
+
+    def _load_noting_files(self) -> tuple[Configuration, Generation]:
+        loaded = load_checked(self.options, {}, 0)
+        self._files_read = live.fingerprint(self.options.config_dir)  # for live updates
+        return loaded
 
     def _target_user(self) -> tuple[int, int, list[int]] | None:
         """(uid, gid, groups) to switch to, or None when not root or no ``-u``."""
@@ -316,14 +330,20 @@ class Daemon:
         log.info("running as %s", self.options.user)
 
     async def _export_control(self) -> None:
+        """Put the control interface on the bus now, or as soon as the bus lets us."""
         if self.options.bus_address == "":
             return
-        try:
-            from mmd.adapters.dbus_service import export_control
+        from mmd.adapters.control_link import ControlLink
 
-            self._dbus = await export_control(self, self.options.bus_address)
-        except Exception as error:  # no bus is no reason to refuse mail
-            log.warning("D-Bus control interface not available: %s", error)
+        link = ControlLink(self, self.options.bus_address)
+        self._dbus = link
+        if self.options.detector is not None:
+            from mmd.adapters.systemd_follow import SystemdFollower, attach
+
+            follower = SystemdFollower(self.refresh_detection)
+            self._follower = follower
+            attach(link, follower)
+        await link.start()
 
     async def _watchdog(self) -> None:
         """Keep systemd's STATUS= fresh (and feed the watchdog when WatchdogSec= is set)."""
@@ -357,6 +377,9 @@ class Daemon:
                 )
                 for connection in list(self._state.connections):
                     connection._close_mta()
+        stop_following = getattr(self._follower, "close", None)
+        if stop_following is not None:
+            stop_following()
         close = getattr(self._dbus, "close", None)
         if close is not None:
             result = close()
@@ -365,11 +388,20 @@ class Daemon:
         log.info("stopped")
 
     def _on_sighup(self) -> None:
-        asyncio.get_running_loop().create_task(self._reload_logged())
+        signalled_ns = time.monotonic_ns()
+        asyncio.get_running_loop().create_task(self._reload_logged(signalled_ns))
 
-    async def _reload_logged(self) -> None:
-        with contextlib.suppress(InvalidConfiguration):  # already in the journal
-            await self.reload()
+    async def _reload_logged(self, signalled_ns: int) -> None:
+        """A reload asked for by SIGHUP; ``milter-manager reload`` may wait for the answer."""
+        try:
+            message = await self.reload()
+        except InvalidConfiguration as error:  # already in the journal
+            reload_signal.confirm(False, signalled_ns, str(error))
+        except Exception as error:
+            log.exception("reload failed")
+            reload_signal.confirm(False, signalled_ns, f"reload failed: {_one_line(error)}")
+        else:
+            reload_signal.confirm(True, signalled_ns, message)
 
     # ------------------------------------------------------------ Control
 
@@ -416,6 +448,9 @@ class Daemon:
             self._keep_listening_settings(config)
             self._refused = ""
             self._install(config, generation)
+            self._follow_activity(config)
+            # which files this load used, for the live updates (small files in /etc)
+            self._files_read = live.fingerprint(self.options.config_dir)
             message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
                 c.name for c in generation.children
             )
@@ -439,6 +474,67 @@ class Daemon:
         self._config = config
         self._state.generation = generation
 
+    def _follow_activity(self, config: Configuration) -> set[str]:
+        """After each load: one journal line (and MilterStateChanged) per milter that became
+        inactive or active; the names."""
+        now = activity.inactive_milters(config)
+        said = activity.changes(self._inactive, now)
+        for name, active, reason in said:
+            if active:
+                text = f"milter {name} is no longer inactive (was: {reason})"
+            else:
+                text = f"milter {name} is inactive ({reason}): sessions skip it"
+            live.announce(
+                name,
+                active,
+                "active" if active else "inactive",
+                reason,
+                text,
+                (changed for changed, _ in self._subscribers),
+                logging.INFO if active else logging.WARNING,
+            )
+        self._inactive = now
+        return {name for name, _, _ in said}
+
+    async def refresh_detection(self, why: str) -> None:
+        """A live update after systemd changed ``why``: detection again, for new sessions."""
+        async with self._reload_lock:
+            assert self._state is not None
+            if self._refused:  # refused at start: only a reload may load a configuration
+                log.debug("live update after %s: waiting for a reload", why)
+                return
+            loop = asyncio.get_running_loop()
+            files = await loop.run_in_executor(None, live.fingerprint, self.options.config_dir)
+            if files != self._files_read:
+                if files != self._files_waiting:
+                    self._files_waiting = files
+                    log.warning(
+                        "systemd changed (%s), but the configuration files changed since the "
+                        "last reload: the set of milters stays until `systemctl reload "
+                        "milter-manager`",
+                        why,
+                    )
+                return
+            try:
+                config, generation = await loop.run_in_executor(
+                    None,
+                    load_checked,
+                    self.options,
+                    dict(self._enabled_overrides),
+                    self._generation_number + 1,
+                )
+            except (ConfigError, InvalidConfiguration) as error:
+                log.warning("live update after %s skipped: %s", why, _one_line(error))
+                return
+            before = [c.name for c in self._state.generation.children]
+            self._install(config, generation)
+            said = self._follow_activity(config)
+            after = [c.name for c in generation.children]
+            live.report_set_change(
+                before, after, why, said, (changed for changed, _ in self._subscribers)
+            )
+            notify.status(self._status_text())
+
     def _finish_reload(self, success: bool, message: str) -> None:
         self._state_name = "running"
         notify.ready(self._status_text())
@@ -461,14 +557,17 @@ class Daemon:
             if str(milter.origin("connection_spec")).startswith("detected")
             else "configured"
         )
+        last_error = counters.last_error
+        if name in self._inactive and not milter.enabled:
+            last_error = f"{activity.PREFIX}{self._inactive[name]}"
         return MilterInfo(
             name=name,
             connection_spec=milter.connection_spec,
             enabled=milter.enabled,
             source=source,
             applicable_conditions=tuple(milter.applicable_conditions),
-            reachable=not counters.last_error,
-            last_error=counters.last_error,
+            reachable=not last_error,
+            last_error=last_error,
             sessions=counters.sessions,
             verdicts=dict(counters.verdicts),
         )

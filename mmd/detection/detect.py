@@ -15,7 +15,7 @@ from mmd.detection.files import RootFiles, UnreadableFile
 from mmd.detection.model import DetectedMilter
 from mmd.detection.sockets import NoSocket, discover_socket
 from mmd.detection.unitfile import UnitFile, find_unit
-from mmd.detection.units import UnitState, UnitStateSource, decide
+from mmd.detection.units import UnitState, UnitStateSource, decide, not_running
 
 
 def detect(
@@ -83,4 +83,5 @@ def _detect_one(
         unit_file_state=state.unit_file_state,
         extra_timeout=result.extra_timeout,
         notes=result.notes,
+        inactive=not_running(state) if enablement.enabled else "",
     )

@@ -25,3 +25,5 @@ class DetectedMilter:
     unit_file_state: str = ""  # systemd UnitFileState, "" when unknown
     extra_timeout: float = 0.0
     notes: tuple[str, ...] = field(default=())  # warnings worth a log line
+    # enabled, but its unit does not run now ("opendkim.service is failed"); "" when it does
+    inactive: str = ""

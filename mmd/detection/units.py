@@ -32,6 +32,7 @@ class UnitState:
     socket_enabled: bool = False  # a socket unit that activates it is enabled
     fragment_path: str = ""  # where systemd loaded it from ("" when unknown)
     socket_units: tuple[str, ...] = ()  # socket units that activate it (TriggeredBy)
+    socket_active: bool = False  # one of those is listening: a connection starts the service
 
 
 class UnitStateSource(Protocol):
@@ -69,3 +70,19 @@ def decide(state: UnitState) -> Enablement:
     if file_state in INDIRECT_FILE_STATES and state.wanted_by_target:
         return Enablement(True, True, f"{file_state or 'unit'}, wanted by a target")
     return Enablement(True, False, file_state or "not wanted by any target")
+
+
+# ActiveState values of a unit that serves (or is about to, or still does).
+RUNNING_STATES = frozenset({"active", "activating", "reloading", "deactivating"})
+
+
+def not_running(state: UnitState) -> str:
+    """Why an enabled milter cannot be reached now ("" when it can, or when unknown).
+
+    A stopped service whose socket unit listens is reachable: systemd starts it on
+    the first connection. Unknown (empty ActiveState: no systemd to ask) counts as
+    running, so a host without a bus behaves as before.
+    """
+    if not state.active_state or state.active_state in RUNNING_STATES or state.socket_active:
+        return ""
+    return f"{state.name} is {state.active_state}"

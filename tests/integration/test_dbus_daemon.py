@@ -25,7 +25,7 @@ from mmd.adapters.dbus_service import (
     INTERFACE_NAME,
     OBJECT_PATH,
 )
-from tests.dbus_support import REPO, PrivateBus, busctl, dbus_send, start_bus
+from tests.dbus_support import REPO, PrivateBus, busctl, dbus_send, name_has_owner, start_bus
 
 CONFIG = """\
 [[milter]]
@@ -78,11 +78,7 @@ class RunningDaemon:
 
 
 def owned(bus: PrivateBus) -> bool:
-    result = busctl(bus.address, "--json=short", "call", "org.freedesktop.DBus",
-                    "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s",
-                    BUS_NAME)  # fmt: skip
-    has_owner: bool = json.loads(result.stdout)["data"][0]
-    return has_owner
+    return name_has_owner(bus.address)
 
 
 @pytest.fixture

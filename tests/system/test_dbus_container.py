@@ -275,7 +275,7 @@ def test_introspect_matches_the_documented_interface(bench: Bench) -> None:
     # property values are live: the one configuration file, the running state
     assert re.search(rf'^\.ConfigurationFiles\s+property\s+as\s+1 "{CONFIG}"\s+emits-change$',
                      "\n".join(ours), re.M)
-    assert re.search(r'^\.State\s+property\s+s\s+"running"\s+-$', "\n".join(ours), re.M)
+    assert re.search(r'^\.State\s+property\s+s\s+"running"\s+emits-change$', "\n".join(ours), re.M)
 
 
 def test_list_milters_shows_the_child(bench: Bench) -> None:
@@ -531,3 +531,41 @@ def test_a_call_starts_the_stopped_daemon(bench: Bench) -> None:
     reached = child_connects(c)
     mta_session(c)
     assert child_connects(c) == reached + 1
+
+
+# ---------------------------------------------------------------- refused calls (issue 13, 9)
+
+
+def test_unknown_property_or_interface_cannot_fill_the_log(bench: Bench) -> None:
+    """Any local user may ask; each gets the typed error; the journal gets one short line."""
+    c = bench.c
+    cursor = journal_cursor(c)
+    # busctl as the unprivileged user, as a reader would type it; dbus-send names the errors
+    script = (
+        "for i in $(seq 25); do "
+        f"busctl get-property {BUS_NAME} {OBJECT} {INTERFACE} Nope; "
+        f"busctl get-property {BUS_NAME} {OBJECT} org.example.Nope State; "
+        "done 2>&1 | sort | uniq -c"
+    )
+    said = c.run(["sh", "-c", script], user="nobody").stdout
+    assert said.split("\n")[0].split(None, 1) == [
+        "25", f"Failed to get property Nope on interface {INTERFACE}: interface "
+        f'"{INTERFACE}" does not have property "Nope"'
+    ], said
+    assert "25 Failed to get property State on interface org.example.Nope: " in said, said
+    for args, error_name in (
+        ((f"string:{INTERFACE}", "string:Nope"), "UnknownProperty"),
+        (("string:org.example.Nope", "string:State"), "UnknownInterface"),
+    ):
+        named = c.run(["dbus-send", "--system", "--print-reply", f"--dest={BUS_NAME}", OBJECT,
+                       "org.freedesktop.DBus.Properties.Get", *args], user="nobody", check=False)
+        assert named.stderr.startswith(f"Error org.freedesktop.DBus.Error.{error_name}: ")
+    assert busctl(c, "get-property", "State", user="nobody").stdout.strip() == 's "running"'
+    time.sleep(0.5)  # journald stores what came last
+    ours = entries(c, cursor)
+    assert not [e for e in ours if int(e.get("PRIORITY", "6")) <= 4], ours  # no WARNING/ERROR
+    assert not [e for e in ours if "Traceback" in e["MESSAGE"]]
+    refused = [e for e in ours if e.get("MMD_EVENT") == "dbus-refused"]
+    assert len(refused) == 1, refused  # one a minute at most; none came before in this daemon
+    assert len(refused[0]["MESSAGE"]) < 300 and "\n" not in refused[0]["MESSAGE"]
+    assert refused[0]["MESSAGE"].startswith("D-Bus: refused org.freedesktop.DBus.Properties.Get")

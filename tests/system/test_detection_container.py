@@ -9,6 +9,7 @@ Set-up and restoration of the packages: tests/system/mail_packages.py.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import tomllib
@@ -309,8 +310,9 @@ def test_started_as_root_with_user_option(host: MailHost) -> None:
 
 
 def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
-    """/etc/milter-manager that the daemon's user may not enter: one problem line, and the
-    detected milters are still used (it used to crash and restart in a loop)."""
+    """/etc/milter-manager that the daemon's user may not enter: one problem line and the
+    daemon keeps running (it used to crash and restart in a loop), failing closed (issue 13):
+    every session gets temporary-failure until the folder is fixed and mmd reloads."""
     c = host.c
     folder = "/etc/milter-manager"
     existed = c.run(["test", "-d", folder], check=False).returncode == 0
@@ -322,8 +324,15 @@ def test_unreadable_config_folder_is_reported_not_fatal(host: MailHost) -> None:
         c.run(["systemctl", "restart", SERVICE], timeout=90)
         lines = [str(e.get("MESSAGE")) for e in host.manager_entries(cursor)
                  if folder in str(e.get("MESSAGE"))]
-        assert lines == [f"configuration: {folder}: cannot read: Permission denied"], lines
+        problem = f"{folder}: cannot read: Permission denied"
+        assert lines == [f"configuration: {problem}",
+                         f"ready: configuration refused, every session gets temporary-failure: "
+                         f"{problem}; fix it, then: systemctl reload milter-manager"], lines
         assert c.run(["systemctl", "is-active", SERVICE], check=False).stdout.strip() == "active"
+        refused = host.session()
+        assert "status: temporary-failure" in refused and "DKIM-Signature" not in refused
+        c.run(["chmod", mode or "0755", folder])
+        host.reload()
         cursor = host.journal_cursor()
         assert "+ DKIM-Signature:" in host.session()
         assert set(host.verdicts_after(cursor)) == set(EXPECTED)
@@ -354,4 +363,50 @@ def test_disable_and_enable_a_sysv_milter_with_reload(host: MailHost) -> None:
     cursor = host.journal_cursor()
     assert "+ X-Spam-Checker-Version:" in host.session()
     assert set(host.verdicts_after(cursor)) == set(EXPECTED)
+    _check_listed(host.show_config(), ALL_ON)
+
+
+def _list_milters(c: SystemdContainer) -> dict[str, list[object]]:
+    reply = c.run(["busctl", "--json=short", "call", "org.miltermanager.Manager1",
+                   "/org/miltermanager/Manager1", "org.miltermanager.Manager1", "ListMilters"])
+    return {m[0]: m for m in json.loads(reply.stdout)["data"][0]}
+
+
+def test_enabled_but_stopped_milter_is_inactive_not_tried(host: MailHost) -> None:
+    """Issue 12 item 5: listed as inactive, no connect per session, one line per change."""
+    c = host.c
+    host.reload()
+    cursor = host.journal_cursor()  # before the stop: mmd may see it live (issue 16)
+    c.run(["systemctl", "stop", "opendkim.service"])  # still enabled
+    try:
+        host.reload()
+        milters = _list_milters(c)
+        assert milters["opendkim"][2:7] == [False, "detected", [], False,
+                                            "inactive: opendkim.service is inactive"]
+        assert milters["clamav-milter"][2] is True
+        block = milter_blocks(host.show_config())["opendkim"]
+        assert origin_of(block, "enabled").startswith(
+            "inactive: opendkim.service is inactive; sessions skip it until it is active"
+        ), block
+        assert "enabled = false" in block
+        for _ in range(3):
+            session_cursor = host.journal_cursor()
+            assert "DKIM-Signature" not in host.session()
+            assert set(host.verdicts_after(session_cursor)) == {"clamav-milter", "spamass-milter"}
+        host.reload()  # still stopped: no second warning
+        entries = host.manager_entries(cursor)
+        assert not [e for e in entries if e.get("MMD_EVENT") == "milter-error"], entries
+        states = [(e["MMD_MILTER"], e["MMD_STATUS"], e.get("PRIORITY")) for e in entries
+                  if e.get("MMD_EVENT") == "milter-state"]
+        assert states == [("opendkim", "inactive", "4")], states
+        cursor = host.journal_cursor()
+    finally:
+        c.run(["systemctl", "start", "opendkim.service"])
+    host.reload()
+    message = host.session()
+    assert "+ DKIM-Signature:" in message, message
+    assert _list_milters(c)["opendkim"][2:7] == [True, "detected", [], True, ""]
+    back = [(e["MMD_MILTER"], e["MMD_STATUS"]) for e in host.manager_entries(cursor)
+            if e.get("MMD_EVENT") == "milter-state"]
+    assert back == [("opendkim", "active")], back
     _check_listed(host.show_config(), ALL_ON)

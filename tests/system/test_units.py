@@ -163,8 +163,8 @@ def test_pid1_reads_the_service_as_written(installed_mmd: SystemdContainer) -> N
     assert values["Restart"] == "on-failure"
     # WatchdogUSec= only shows the configured 30 s once the service runs (test_lifecycle)
     assert "path=/usr/sbin/milter-manager" in values["ExecStart"]
-    assert "path=/usr/bin/busctl" in values["ExecReload"]
-    assert "org.miltermanager.Manager1 Reload" in values["ExecReload"]
+    assert "path=/usr/sbin/milter-manager" in values["ExecReload"]
+    assert "reload --quiet --timeout=120 --pid=${MAINPID}" in values["ExecReload"]
     assert values["ProtectSystem"] == "strict"
     assert values["PrivateTmp"] == "no"
     assert values["Environment"] == "TMPDIR=/var/cache/milter-manager"

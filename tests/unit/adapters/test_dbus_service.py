@@ -25,6 +25,7 @@ from mmd.adapters.dbus_service import (
     OBJECT_PATH,
     BusNameUnavailable,
     DBusHandle,
+    add_match,
     export_control,
     is_admin,
 )
@@ -38,6 +39,7 @@ from tests.dbus_support import (
     PrivateBus,
     busctl,
     console_commands,
+    name_has_owner,
     run_example,
     start_bus,
 )
@@ -47,20 +49,6 @@ MEMBERS = ["Reload", "ListMilters", "GetMilter", "SetMilterEnabled", "GetStatist
            "ConfigurationFiles"]  # fmt: skip
 
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect  # untyped in dbus-next
-
-
-@pytest.fixture(scope="module")
-def bus() -> Iterator[PrivateBus]:
-    running = start_bus("session")
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
 
 
 @pytest.fixture
@@ -136,16 +124,7 @@ async def signals_during(
 
     try:
         client.add_message_handler(on_message)
-        await client.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member="AddMatch",
-                signature="s",
-                body=[f"type='signal',path='{OBJECT_PATH}'"],
-            )
-        )
+        await add_match(client, f"type='signal',path='{OBJECT_PATH}'")
         reply = await client.call(
             Message(
                 destination=BUS_NAME,
@@ -358,11 +337,7 @@ def test_close_gives_the_name_up(bus: PrivateBus, loop: LoopThread) -> None:
 
 
 def _has_owner(bus: PrivateBus) -> bool:
-    result = busctl(bus.address, "--json=short", "call", "org.freedesktop.DBus",
-                    "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s",
-                    BUS_NAME)  # fmt: skip
-    owned: bool = json.loads(result.stdout)["data"][0]
-    return owned
+    return name_has_owner(bus.address)
 
 
 def test_export_on_a_bus_that_refuses_the_connection_raises(loop: LoopThread) -> None:
@@ -429,21 +404,61 @@ def test_typed_errors_are_not_logged_as_failures(
     assert caplog.records == []
 
 
-def test_a_lost_bus_is_logged_and_does_not_fail_the_daemon(
-    loop: LoopThread, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_lost_bus_ends_the_handle_and_does_not_fail_the_daemon(loop: LoopThread) -> None:
     own_bus = start_bus("session")
     control = FakeControl()
     handle = loop.run(export_control(control, own_bus.address))
-    with caplog.at_level(logging.WARNING):
-        own_bus.stop()  # dbus-daemon gone, e.g. restarted by an admin
-        deadline = time.monotonic() + 5
-        while not caplog.records and time.monotonic() < deadline:
-            time.sleep(0.02)
+    own_bus.stop()  # dbus-daemon gone, e.g. restarted by an admin
+    reason = loop.run(handle.wait_lost(), timeout=5)
+    assert reason is not None  # what the daemon logs (mmd.adapters.control_link)
     assert not handle.bus.connected
-    assert "D-Bus connection lost" in caplog.records[0].getMessage()
     # the daemon's callbacks still fire and must not raise into reload / override
     assert loop.run(control.reload()) == "reloaded: 2 milters: clamav-milter, opendkim"
     control.set_milter_enabled("opendkim", False, "test")
     assert control.set_calls == [("opendkim", False, "test")]
     loop.run(handle.close())
+
+
+# -- PropertiesChanged for State and the counters (issue 16) ----------------------------
+
+
+async def property_signals(address: str, seconds: float, change: Callable[[], None]) -> list[
+    dict[str, Any]
+]:
+    """PropertiesChanged bodies (changed properties) seen for ``seconds`` after ``change()``."""
+    client = await MessageBus(bus_address=address).connect()
+    seen: list[dict[str, Any]] = []
+
+    def on_message(message: Message) -> None:
+        if message.message_type == MessageType.SIGNAL and message.member == "PropertiesChanged":
+            seen.append({key: variant.value for key, variant in message.body[1].items()})
+
+    try:
+        client.add_message_handler(on_message)
+        await add_match(client, f"type='signal',path='{OBJECT_PATH}'")
+        change()
+        await asyncio.sleep(seconds)
+        return seen
+    finally:
+        _disconnect(client)
+
+
+def test_state_and_counters_are_signalled_at_most_once_a_period(
+    bus: PrivateBus, loop: LoopThread, control: FakeControl
+) -> None:
+    handle = loop.run(export_control(control, bus.address, signal_properties=True))
+    try:
+        time.sleep(1.2)  # the first look: the values to compare with
+
+        def many_sessions() -> None:
+            for _ in range(50):  # fifty sessions within a moment: one signal, not fifty
+                control.total += 1
+            control.active = 7
+            control.current_state = "reloading"
+
+        seen = asyncio.run(property_signals(bus.address, 1.5, many_sessions))
+        assert seen == [{"State": "reloading", "ActiveSessions": 7, "TotalSessions": 170}]
+        quiet = asyncio.run(property_signals(bus.address, 1.5, lambda: None))
+        assert quiet == []  # nothing changed: nothing sent
+    finally:
+        loop.run(handle.close())
