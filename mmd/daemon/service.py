@@ -417,19 +417,23 @@ class Daemon:
     def configuration_files(self) -> list[str]:
         return list(self._config.files)
 
+    async def _load_next(self) -> tuple[Configuration, Generation]:
+        """Load and check the next generation off the event loop (file reads and detection
+        block); raises ConfigError or InvalidConfiguration."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            load_checked,
+            self.options,
+            dict(self._enabled_overrides),
+            self._generation_number + 1,
+        )
+
     async def reload(self) -> str:
         async with self._reload_lock:
             self._state_name = "reloading"
             notify.reloading()
-            loop = asyncio.get_running_loop()
             try:
-                config, generation = await loop.run_in_executor(
-                    None,
-                    load_checked,
-                    self.options,
-                    dict(self._enabled_overrides),
-                    self._generation_number + 1,
-                )
+                config, generation = await self._load_next()
             except (ConfigError, InvalidConfiguration) as error:
                 message = f"reload refused, keeping the previous configuration: {_one_line(error)}"
                 log.error(
@@ -516,13 +520,7 @@ class Daemon:
                     )
                 return
             try:
-                config, generation = await loop.run_in_executor(
-                    None,
-                    load_checked,
-                    self.options,
-                    dict(self._enabled_overrides),
-                    self._generation_number + 1,
-                )
+                config, generation = await self._load_next()
             except (ConfigError, InvalidConfiguration) as error:
                 log.warning("live update after %s skipped: %s", why, _one_line(error))
                 return
