@@ -417,6 +417,26 @@ def test_dbus_owns_its_name_and_talks_to_systemd(policy: Policy) -> None:
     assert "status" in policy.granted("milter_manager_t", "clamd_unit_t", "service")
 
 
+def test_reload_reply_reaches_the_busctl_of_exec_reload(policy: Policy) -> None:
+    # ExecReload=+busctl ... Reload runs as initrc_t on Debian: without the reply, systemctl
+    # reload hangs under enforcing (seen in tests/vm).
+    assert "send_msg" in policy.granted("milter_manager_t", "initrc_t", "dbus")
+    assert "send_msg" in policy.granted_to("initrc_t", "milter_manager_t", "dbus")
+
+
+def test_uvloop_io_uring_probe_is_refused_quietly(policy: Policy) -> None:
+    assert "create" not in policy.granted_by_default("milter_manager_t", "milter_manager_t",
+                                                     "anon_inode")
+    assert "create" in policy.granted("milter_manager_t", "milter_manager_t", "anon_inode",
+                                      kind="dontaudit")
+
+
+def test_postfix_start_script_may_stat_the_socket_folder(policy: Policy) -> None:
+    assert "getattr" in policy.granted_to("postfix_master_t", "milter_manager_runtime_t", "dir")
+    assert not policy.granted_to("postfix_master_t", "milter_manager_runtime_t", "dir") & {
+        "write", "add_name", "remove_name", "read"}
+
+
 @pytest.mark.parametrize("admin", ["unconfined_t", "sysadm_t"])
 def test_admins_call_the_manager_over_dbus_and_get_replies(policy: Policy, admin: str) -> None:
     assert "send_msg" in policy.granted_to(admin, "milter_manager_t", "dbus")
