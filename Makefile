@@ -1,29 +1,46 @@
 # mmd: set up, test, run and install.
-#   make run      set everything up and run the daemon in the foreground on the built-in default
+#   make run      install what running needs and run the daemon in the foreground on the built-in
+#                 default socket (group postfix where that group exists, so Postfix can connect)
 #   make check    set everything up and run ruff, mypy --strict and the whole test suite
 #   make install DESTDIR=... PREFIX=/usr   put files where a distribution package would
+#   make deb      build dist/milter-manager_<version>_<arch>.deb (DEB_VERSION=... for another version)
 
 VENV ?= .venv
 PREFIX ?= /usr
 DESTDIR ?=
 PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
+DEB_VERSION ?=
 
-.PHONY: deps venv run check lint test bench install
+.PHONY: deps deps-run venv run check lint test bench install deb
 
 deps:
 	./scripts/install-deps
 
-$(VENV)/.installed: pyproject.toml
+deps-run:
+	./scripts/install-deps --run
+
+$(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-run
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
 
-run: deps venv
-	$(VENV)/bin/milter-manager --verbose
+# The daemon's own configuration for `make run` (not /etc/milter-manager): the socket's group is
+# postfix when that group exists ([manager] unix_socket_group), else it stays root's.
+RUN_CONFIG = build/run
+
+run: deps-run $(VENV)/.installed-run
+	mkdir -p $(RUN_CONFIG)
+	if getent group postfix >/dev/null; then \
+	  printf '[manager]\nunix_socket_group = "postfix"\n'; fi >$(RUN_CONFIG)/milter-manager.toml
+	$(VENV)/bin/milter-manager --verbose --config-dir $(RUN_CONFIG)
 
 lint: venv
 	$(VENV)/bin/ruff check mmd tests bench
@@ -41,3 +58,6 @@ bench: venv
 
 install:
 	./scripts/install-files "$(DESTDIR)" "$(PREFIX)"
+
+deb:
+	./packaging/build-deb $(DEB_VERSION)

@@ -19,4 +19,6 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         import uvloop
     except ImportError:
         return asyncio.run(main)
-    return uvloop.run(main)
+    # asyncio.Runner rather than uvloop.run(): Debian 12's uvloop (0.17) predates uvloop.run.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
