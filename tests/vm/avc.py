@@ -12,7 +12,9 @@ SCENARIO_DOMAINS = frozenset({
 })
 
 _DENIED = re.compile(r"avc:\s+denied\s+\{ (?P<perms>[^}]*) \}(?P<rest>.*)")
-_FIELD = re.compile(r"\b(?P<key>scontext|tcontext|tclass|comm|name|permissive)=(?P<value>\"[^\"]*\"|\S+)")
+_FIELD = re.compile(
+    r"\b(?P<key>scontext|tcontext|tclass|comm|name|permissive)=(?P<value>\"[^\"]*\"|\S+)"
+)
 
 
 @dataclass(frozen=True)

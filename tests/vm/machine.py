@@ -54,9 +54,22 @@ def stage_install(work: Path) -> Path:
     return archive
 
 
-def make_payload(work: Path, guide: str) -> Path:
-    """The tar the guest unpacks: guest.sh, guide.sh, stage.tar, selinux/."""
-    stage = stage_install(work)
+def build_deb() -> Path:
+    """`make deb` on the host: the package the guest installs with apt."""
+    done = subprocess.run(["make", "-C", str(ROOT), "deb"], capture_output=True, text=True,
+                          timeout=900, check=False)
+    if done.returncode != 0:
+        raise GuestError(f"make deb failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    debs = sorted((ROOT / "dist").glob("milter-manager_*.deb"),
+                  key=lambda path: path.stat().st_mtime)
+    if not debs:
+        raise GuestError(f"make deb made no dist/milter-manager_*.deb:\n{done.stdout}")
+    return debs[-1]
+
+
+def make_payload(work: Path, guide: str, files: dict[str, Path]) -> Path:
+    """The tar the guest unpacks: guest.sh, guide.sh (the guide's commands), selinux/ and
+    ``files`` (name in the payload -> file on the host)."""
     payload = work / "payload.tar"
     with tarfile.open(payload, "w") as tar:
         tar.add(GUEST / "guest.sh", arcname="guest.sh")
@@ -65,11 +78,11 @@ def make_payload(work: Path, guide: str) -> Path:
         info.size = len(data)
         info.mode = 0o644
         tar.addfile(info, io.BytesIO(data))
-        tar.add(stage, arcname="stage.tar")
+        for name, path in files.items():
+            tar.add(path, arcname=name)
         for source in sorted((ROOT / "selinux").iterdir()):
             if source.suffix in {".te", ".if", ".fc"} or source.name == "Makefile":
                 tar.add(source, arcname=f"selinux/{source.name}")
-    stage.unlink()
     # a disk is read in whole sectors
     size = payload.stat().st_size
     with payload.open("ab") as handle:
@@ -120,15 +133,19 @@ def boot(image: Image, payload: Path, work: Path, timeout: float = 2400) -> Run:
                 f"the guest did not power off within {timeout:.0f} s; console tail:\n"
                 + _tail(console)) from None
     seconds = time.monotonic() - started
-    if code != 0:
+    if code != 0 or "terminating on signal" in (work / "qemu.log").read_text():
         raise GuestError(f"qemu exited {code}: {(work / 'qemu.log').read_text()}\n"
                          f"console tail:\n{_tail(console)}")
     results = work / "results"
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir()
     try:
-        with tarfile.open(results_disk) as tar:
-            tar.extractall(results, filter="data")
+        with tarfile.open(results_disk, "r:") as tar:
+            members = tar.getmembers()
+            unsafe = [m.name for m in members if m.name.startswith("/") or ".." in m.name]
+            if not members or unsafe:
+                raise tarfile.ReadError(f"members {unsafe or 'none'}")
+            tar.extractall(results, members)
     except tarfile.ReadError as error:
         raise GuestError(f"the guest wrote no results ({error}); console tail:\n"
                          + _tail(console)) from None

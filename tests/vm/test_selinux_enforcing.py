@@ -44,9 +44,22 @@ DONTAUDITED: dict[tuple[str, str, str], str] = {
 }
 
 
-def guide_script() -> str:
-    """The guide's commands as the guest runs them (the one replaceable install piece)."""
-    return (Path(__file__).parent / "guest" / "guide-readme.sh").read_text(encoding="utf-8")
+# How mmd gets into the guest: "deb" (make deb, then apt install ./milter-manager_*.deb) or
+# "readme" (make install DESTDIR=... PREFIX=/usr staged on the host). The one replaceable piece.
+INSTALL = os.environ.get("MMD_VM_INSTALL", "deb")
+
+
+def guide(work: Path) -> tuple[str, dict[str, Path]]:
+    """The guide's commands as the guest runs them, and the files they need in the payload."""
+    folder = Path(__file__).parent / "guest"
+    if INSTALL == "deb":
+        deb = machine.build_deb()
+        files = {deb.name: deb}
+    else:
+        files = {"stage.tar": machine.stage_install(work)}
+    install = (folder / f"install-{INSTALL}.sh").read_text(encoding="utf-8")
+    configure = (folder / "configure.sh").read_text(encoding="utf-8")
+    return install + "\n" + configure, files
 
 
 @dataclass
@@ -76,19 +89,21 @@ def guest() -> Iterator[GuestRun]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     payload_started = time.monotonic()
-    payload = machine.make_payload(work, guide_script())
+    script, files = guide(work)
+    (work / "guide.sh").write_text(script, encoding="utf-8")
+    payload = machine.make_payload(work, script, files)
     payload_seconds = time.monotonic() - payload_started
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     try:
         run = machine.boot(built, payload, work)
     finally:
-        for name in ("console.log", "qemu.log"):
+        for name in ("console.log", "qemu.log", "guide.sh"):
             if (work / name).exists():
                 shutil.copy(work / name, ARTIFACTS / name)
     shutil.copytree(run.results, ARTIFACTS / "guest", dirs_exist_ok=True)
     steps: dict[str, tuple[int, float]] = {}
-    steps_file = run.results / "steps.tsv"
+    steps_file = ARTIFACTS / "guest" / "steps.tsv"
     if steps_file.exists():
         for line in steps_file.read_text().splitlines():
             name, code, seconds = line.split("\t")
@@ -101,27 +116,13 @@ def guest() -> Iterator[GuestRun]:
         "total_seconds": round(time.monotonic() - started, 1),
         "accelerator": run.accel,
     }
-    boot = _boot_seconds(run.console)
-    if boot is not None:
-        timings["boot_to_shell_seconds"] = boot
+    uptime = ARTIFACTS / "guest" / "facts" / "uptime-at-start"
+    if uptime.exists():  # seconds from the kernel's start to the payload's
+        timings["boot_to_shell_seconds"] = float(uptime.read_text().split()[0])
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(f"\nvm: {json.dumps(timings)}", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
-    yield GuestRun(run.results, steps, timings)
-
-
-def _boot_seconds(console: Path) -> float | None:
-    """Kernel time stamp of the last kernel line before the payload started, roughly boot time."""
-    last = None
-    for line in console.read_text(encoding="utf-8", errors="replace").splitlines():
-        if "mmd-vm: payload unpacked" in line:
-            return last
-        if line.startswith("[") and "]" in line:
-            try:
-                last = float(line[1:line.index("]")].strip())
-            except ValueError:
-                pass
-    return None
+    yield GuestRun(ARTIFACTS / "guest", steps, timings)
 
 
 def _message(run: GuestRun, name: str) -> EmailMessage:

@@ -30,17 +30,18 @@ step() {
 }
 
 wait_for() {  # SECONDS COMMAND...: until the command succeeds
-    local limit=$1 i
+    local deadline=$((SECONDS + $1)) limit=$1
     shift
-    for ((i = 0; i < limit; i++)); do
+    while ((SECONDS < deadline)); do
         "$@" > /dev/null 2>&1 && return 0
         sleep 1
     done
-    echo "timed out after $limit s: $*"
+    echo "$(date +%T) timed out after $limit s: $*"
     return 1
 }
 
-smtp_ready() { printf 'QUIT\r\n' | timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/25; head -c 100 <&3' | grep -q '^220'; }
+# Postfix answers 220 once smtpd has connected to its milter (mmd, started on that connection)
+smtp_ready() { timeout 90 bash -c 'exec 3<>/dev/tcp/127.0.0.1/25; head -n 1 <&3' | grep -q '^220'; }
 
 # send NAME [swaks options...]: one SMTP transaction, transcript in mail/NAME.swaks
 send() {
@@ -116,7 +117,19 @@ scenario() {
     manager_state > "$RESULTS/facts/$phase-state-after-restart"
 }
 
+# what the host keeps as CI artefacts, whatever happened
+collect() {
+    journalctl -b --no-pager -o short-precise > "$RESULTS/journal.txt" 2>&1
+    cp /var/log/audit/audit.log "$RESULTS/audit.log" 2>/dev/null
+    ausearch -m AVC,USER_AVC -ts boot -i > "$RESULTS/avc-all-interpreted.txt" 2>&1
+    audit2why -i /var/log/audit/audit.log > "$RESULTS/audit2why.txt" 2>&1
+    postconf -n > "$RESULTS/facts/postconf" 2>&1
+    semodule -l > "$RESULTS/facts/modules" 2>&1
+    cp -r /var/mail/vhosts/inbox/new "$RESULTS/mailbox" 2>/dev/null
+}
+
 # --- the machine as booted
+cat /proc/uptime > "$RESULTS/facts/uptime-at-start"
 getenforce > "$RESULTS/facts/getenforce" 2>&1
 sestatus > "$RESULTS/facts/sestatus" 2>&1
 id -Z > "$RESULTS/facts/shell-context" 2>&1
@@ -128,14 +141,23 @@ echo 'key value' > /root/enforcement-proof
 step enforcement-proof postmap /root/enforcement-proof
 
 # --- install and configure as the guide says
-step guide bash -c 'source "$PAYLOAD/guide.sh"'
-wait_for 300 smtp_ready || echo "Postfix does not answer on 127.0.0.1:25"
+if ! step guide bash -c 'source "$PAYLOAD/guide.sh"'; then
+    ausearch -m AVC,USER_AVC -ts boot > "$RESULTS/avc-enforcing.txt" 2>&1
+    collect
+    exit 1
+fi
+echo "$(date +%T) waiting for the milter sockets and Postfix"
 for socket in /var/spool/postfix/spamass/spamass.sock /run/clamav/clamav-milter.ctl \
         /run/opendkim/opendkim.sock "$MANAGER_SOCKET"; do
-    wait_for 300 test -S "$socket" || echo "no socket $socket"
+    wait_for 180 test -S "$socket" || ls -la "$(dirname "$socket")"
 done
+echo "$(date +%T) sockets there"
+wait_for 180 smtp_ready || systemctl status --no-pager postfix
+systemctl status --no-pager milter-manager.service | head -n 20
+systemctl --no-pager --failed
+echo "$(date +%T) ready"
 # the guide's check commands
-step check-show-config runuser -u milter-manager -- milter-manager --show-config
+step check-show-config milter-manager --show-config
 step check-status systemctl status --no-pager milter-manager.socket
 # SMTP probes and Postfix's first connections may have started mmd: show socket activation
 systemctl stop milter-manager.service
@@ -153,12 +175,5 @@ scenario dontaudit-off
 ausearch -m AVC,USER_AVC -ts $start > "$RESULTS/avc-dontaudit-off.txt" 2>&1
 step semodule-B semodule -B
 
-# --- artefacts
-journalctl -b --no-pager -o short-precise > "$RESULTS/journal.txt" 2>&1
-cp /var/log/audit/audit.log "$RESULTS/audit.log" 2>/dev/null
-ausearch -m AVC,USER_AVC -ts boot -i > "$RESULTS/avc-all-interpreted.txt" 2>&1
-audit2why -i /var/log/audit/audit.log > "$RESULTS/audit2why.txt" 2>&1
-postconf -n > "$RESULTS/facts/postconf" 2>&1
-semodule -l > "$RESULTS/facts/modules" 2>&1
-cp -r /var/mail/vhosts/inbox/new "$RESULTS/mailbox" 2>/dev/null
+collect
 echo "guest.sh: done"

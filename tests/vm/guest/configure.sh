@@ -1,34 +1,13 @@
-# The commands of docs/install-debian.md (steps 2 to 6), as a reader on an SELinux host runs them,
-# with mmd installed as the README says (`make install DESTDIR= PREFIX=/usr`).
-# Sourced by guest.sh inside the guest, as root, with SELinux enforcing. $PAYLOAD is the
-# unpacked payload. Step 1 (apt-get install of the mail packages) is done: they are in the
-# image, which has no network.
+# docs/install-debian.md from the chroot socket of step 2 to step 6, as written (spamd keeps
+# its default 127.0.0.1:783: the guest is a host of its own). Runs after install-*.sh.
 set -eux
-
-# --- 2. mmd. `make install DESTDIR= PREFIX=/usr` ran on the host into a staging folder
-# (the guest has no PyPI for the wheels); its tree is unpacked here as it is.
-tar -xf "$PAYLOAD/stage.tar" -C /
-systemd-sysusers
-systemd-tmpfiles --create /usr/lib/tmpfiles.d/milter-manager.conf
-usermod -a -G opendkim,postfix,clamav milter-manager
-systemctl daemon-reload
-
-# --- docs/selinux.md, "Build and install" (paths that do not exist yet make restorecon
-# exit 255: they are labelled when systemd or tmpfiles create them).
-cd "$PAYLOAD/selinux"
-make
-semodule -i milter_manager.pp
-restorecon -R -v /usr/sbin/milter-manager /etc/milter-manager /run/milter-manager \
-    /var/spool/postfix/milter-manager /var/lib/milter-manager /var/cache/milter-manager \
-    /usr/lib/systemd/system/milter-manager.service /usr/lib/systemd/system/milter-manager.socket \
-    || [ $? = 255 ]
-cd /
 
 install -D -m 0644 \
   /usr/share/doc/milter-manager/examples/milter-manager.socket.d/postfix-chroot.conf \
   /etc/systemd/system/milter-manager.socket.d/postfix-chroot.conf
 systemctl daemon-reload
-systemctl enable --now milter-manager.socket
+# the package started the socket on /run/milter-manager already: restart it on the new path
+systemctl restart milter-manager.socket
 
 # --- 3. spamass-milter (spamd keeps its default 127.0.0.1:783: the guest is a real host)
 cat >> /etc/spamassassin/local.cf <<'EOF'
@@ -80,5 +59,8 @@ postconf -e 'inet_interfaces = 127.0.0.1' 'inet_protocols = ipv4' \
     'virtual_mailbox_domains = example.org' 'virtual_mailbox_base = /var/mail/vhosts' \
     'virtual_mailbox_maps = static:inbox/' \
     "virtual_uid_maps = static:$(id -u vmail)" "virtual_gid_maps = static:$(id -g vmail)"
+# Debian's postfix-instance-generator adds postfix@-.service only when main.cf exists at the
+# last daemon-reload: after a "No configuration" install that is the touch above.
+systemctl daemon-reload
 systemctl enable --now postfix
 set +x
