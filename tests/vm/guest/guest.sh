@@ -152,8 +152,15 @@ for socket in /var/spool/postfix/spamass/spamass.sock /run/clamav/clamav-milter.
     wait_for 180 test -S "$socket" || ls -la "$(dirname "$socket")"
 done
 echo "$(date +%T) sockets there"
-wait_for 180 smtp_ready || systemctl status --no-pager postfix
-systemctl status --no-pager milter-manager.service | head -n 20
+if ! wait_for 180 smtp_ready; then
+    systemctl status --no-pager 'postfix@-' milter-manager.service
+    ss -ltnpx
+    journalctl -b --no-pager -n 40 -u 'postfix@-' -t postfix/smtpd -t postfix/master
+    ausearch -m AVC,USER_AVC -ts boot | tail -n 30
+    ausearch -m AVC,USER_AVC -ts boot > "$RESULTS/avc-enforcing.txt" 2>&1
+    collect
+    exit 1
+fi
 systemctl --no-pager --failed
 echo "$(date +%T) ready"
 # the guide's check commands
