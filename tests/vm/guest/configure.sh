@@ -44,7 +44,9 @@ InternalHosts 127.0.0.1,203.0.113.0/24
 EOF
 systemctl restart opendkim
 
-# --- 6. Postfix, plus what the test adds (one virtual mailbox, XCLIENT from loopback)
+# --- 6. Postfix, plus what tests/system/guide_setup.py adds (compatibility level: the empty
+# main.cf of a "No configuration" install has none, and smtpd refuses to start without relay
+# restrictions; one virtual mailbox; XCLIENT from loopback)
 touch /etc/postfix/main.cf
 postconf -e 'myhostname = mail.example.com' 'mydestination = $myhostname, localhost' \
     'milter_protocol = 6' \
@@ -54,7 +56,8 @@ postconf -e 'myhostname = mail.example.com' 'mydestination = $myhostname, localh
     'non_smtpd_milters = unix:/milter-manager/milter-manager.sock'
 useradd --system --home-dir /var/mail/vhosts --shell /usr/sbin/nologin vmail
 install -d -o vmail -g vmail /var/mail/vhosts
-postconf -e 'inet_interfaces = 127.0.0.1' 'inet_protocols = ipv4' \
+postconf -e 'compatibility_level = 3.6' 'mydomain = example.com' 'myorigin = $mydomain' \
+    'mynetworks = 127.0.0.0/8' 'inet_interfaces = 127.0.0.1' 'inet_protocols = ipv4' \
     'smtpd_authorized_xclient_hosts = 127.0.0.1' \
     'virtual_mailbox_domains = example.org' 'virtual_mailbox_base = /var/mail/vhosts' \
     'virtual_mailbox_maps = static:inbox/' \

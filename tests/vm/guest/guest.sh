@@ -154,7 +154,6 @@ done
 echo "$(date +%T) sockets there"
 if ! wait_for 180 smtp_ready; then
     systemctl status --no-pager 'postfix@-' milter-manager.service
-    ss -ltnpx
     journalctl -b --no-pager -n 40 -u 'postfix@-' -t postfix/smtpd -t postfix/master
     ausearch -m AVC,USER_AVC -ts boot | tail -n 30
     ausearch -m AVC,USER_AVC -ts boot > "$RESULTS/avc-enforcing.txt" 2>&1
