@@ -437,6 +437,21 @@ def test_postfix_start_script_may_stat_the_socket_folder(policy: Policy) -> None
         "write", "add_name", "remove_name", "read"}
 
 
+def test_postfix_config_and_binary_for_stress_and_detection(policy: Policy) -> None:
+    # Stress conditions read main.cf/master.cf; detection stats /usr/sbin/postfix (tests/vm).
+    assert {"read", "open"} <= policy.granted("milter_manager_t", "postfix_etc_t", "file")
+    assert "getattr" in policy.granted("milter_manager_t", "postfix_master_exec_t", "file")
+    assert not policy.granted("milter_manager_t", "postfix_master_exec_t", "file") & {
+        "execute", "execute_no_trans", "read"}
+
+
+def test_start_up_probes_of_openssl_and_libselinux(policy: Policy) -> None:
+    # Seen at daemon start in the enforcing guest (tests/vm).
+    assert "read" in policy.granted("milter_manager_t", "cert_t", "file")
+    assert "getattr" in policy.granted("milter_manager_t", "security_t", "filesystem")
+    assert "search" in policy.granted("milter_manager_t", "selinux_config_t", "dir")
+
+
 @pytest.mark.parametrize("admin", ["unconfined_t", "sysadm_t"])
 def test_admins_call_the_manager_over_dbus_and_get_replies(policy: Policy, admin: str) -> None:
     assert "send_msg" in policy.granted_to(admin, "milter_manager_t", "dbus")

@@ -75,7 +75,7 @@ scenario() {
     manager_state > "$RESULTS/facts/$phase-state-after-mail"
     ps -eZ > "$RESULTS/facts/$phase-ps"
     ls -dZ /usr/sbin/milter-manager /run/milter-manager /var/spool/postfix/milter-manager \
-        "$MANAGER_SOCKET" /var/cache/milter-manager /etc/milter-manager \
+        "$MANAGER_SOCKET" /var/cache/milter-manager \
         > "$RESULTS/facts/$phase-labels" 2>&1
     remote "$phase-gtube" --body 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
     remote "$phase-eicar" --body 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
@@ -169,12 +169,12 @@ step check-status systemctl status --no-pager milter-manager.socket
 systemctl stop milter-manager.service
 
 scenario enforcing
-date '+%m/%d/%Y %H:%M:%S' > "$RESULTS/facts/enforcing-end"
+date '+%x %X' > "$RESULTS/facts/enforcing-end"
 ausearch -m AVC,USER_AVC -ts boot > "$RESULTS/avc-enforcing.txt" 2>&1
 
 # --- once more with the dontaudit rules off
 step semodule-DB semodule -DB
-start=$(date '+%m/%d/%Y %H:%M:%S')
+start=$(date '+%x %X')
 echo "$start" > "$RESULTS/facts/dontaudit-off-start"
 sleep 1
 scenario dontaudit-off
