@@ -452,6 +452,23 @@ def test_start_up_probes_of_openssl_and_libselinux(policy: Policy) -> None:
     assert "search" in policy.granted("milter_manager_t", "selinux_config_t", "dir")
 
 
+def test_report_runs_in_its_own_domain_with_journalctl_and_rrdtool(policy: Policy) -> None:
+    # milter-manager-report.service: SELinuxContext= enters milter_manager_report_t (tests/vm).
+    assert "transition" in policy.granted("init_t", "milter_manager_report_t", "process")
+    assert "entrypoint" in policy.granted("milter_manager_report_t", "milter_manager_exec_t",
+                                          "file")
+    assert "execute_no_trans" in policy.granted("milter_manager_report_t", "bin_t", "file")
+    assert "read" in policy.granted("milter_manager_report_t", "systemd_journal_t", "file")
+    assert "write" in policy.granted("milter_manager_report_t", "milter_manager_var_lib_t",
+                                     "file")
+    # ... and it stays off the milter side: no milter sockets, no network, no D-Bus name
+    assert not policy.granted("milter_manager_report_t", "milter_manager_t",
+                              "unix_stream_socket") & {"connectto"}
+    assert not policy.granted("milter_manager_report_t", "system_dbusd_t", "dbus")
+    assert "name_connect" not in policy.granted("milter_manager_report_t", "milter_port_t",
+                                                "tcp_socket")
+
+
 @pytest.mark.parametrize("admin", ["unconfined_t", "sysadm_t"])
 def test_admins_call_the_manager_over_dbus_and_get_replies(policy: Policy, admin: str) -> None:
     assert "send_msg" in policy.granted_to(admin, "milter_manager_t", "dbus")
