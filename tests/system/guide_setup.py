@@ -20,7 +20,6 @@ import contextlib
 import email
 import email.policy
 import json
-import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -29,6 +28,7 @@ from typing import Any
 
 from tests.harness.postfix import SwaksResult
 from tests.harness.real_milters import EICAR, GTUBE, SPAMASS_REJECT
+from tests.support.docblocks import script
 from tests.system import probes
 from tests.system.container import SystemdContainer
 from tests.system.probes import wait_for
@@ -36,6 +36,7 @@ from tests.system.probes import wait_for
 __all__ = ["EICAR", "GTUBE", "SPAMASS_REJECT", "Backup", "GuideHost", "restore", "set_up"]
 
 ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "install-debian.md"
 
 MANAGER = "milter-manager.service"
 MANAGER_SOCKET_UNIT = "milter-manager.socket"
@@ -72,7 +73,6 @@ GREYLIST_REPLY = ("451", "4.7.1", "Greylisting in action, please come back later
 # (a test compares them).
 SPAMASS_OPTIONS = "-u spamass-milter -m -r 15"
 SPAMASSASSIN_NO_DNS = ("skip_rbl_checks 1", "dns_available no")
-CLAMAV_MILTER_SETTINGS = ("OnInfected Reject", "AddHeader Replace")
 OPENDKIM_SETTINGS = (
     f"Domain {DKIM_DOMAIN}",
     f"Selector {DKIM_SELECTOR}",
@@ -153,32 +153,19 @@ def configure_spamassassin(c: SystemdContainer) -> None:
 
 
 def configure_clamav(c: SystemdContainer) -> None:
-    """A local EICAR body signature (no freshclam here), reject infected mail, add headers."""
-    signature = f"Test.EICAR:0:*:{EICAR.encode().hex()}\n"
-    c.write_file("/var/lib/clamav/local.ndb", signature)
-    c.run(["chown", "clamav:clamav", "/var/lib/clamav/local.ndb"])
-    # clamav-daemon.service only starts when main.cvd and daily.cvd exist
-    c.write_file("/etc/systemd/system/clamav-daemon.service.d/local-signatures.conf",
-                 "[Unit]\nConditionPathExistsGlob=\n")
-    edits = [f"s/^{line.split()[0]} .*/{line}/" for line in CLAMAV_MILTER_SETTINGS]
-    c.run(["sed", "-i", *(f"-e{edit}" for edit in edits), "/etc/clamav/clamav-milter.conf"])
-    text = c.read_file("/etc/clamav/clamav-milter.conf")
-    for line in CLAMAV_MILTER_SETTINGS:
-        if line not in text.splitlines():
-            c.run(f"echo {shlex.quote(line)} >> /etc/clamav/clamav-milter.conf")
+    """The guide's blocks: reject infected mail, add headers, a local EICAR signature."""
+    run_guide_blocks(c, "clamav")
     # the test container masks clamav-milter (its boot would wait for clamd)
     c.run(["systemctl", "unmask", "clamav-milter"])
 
 
 def configure_opendkim(c: SystemdContainer) -> None:
-    """Sign mail from example.com for clients in InternalHosts.
+    """The guide's block: sign mail from example.com for clients in InternalHosts.
 
     Besides this host, InternalHosts names a "branch office" network (TEST-NET-3, which the
     Remote Network condition calls remote): one message from there meets all the children.
     """
-    c.run(["opendkim-genkey", "-D", "/etc/dkimkeys", "-d", DKIM_DOMAIN, "-s", DKIM_SELECTOR])
-    c.run(["chown", "opendkim:opendkim", f"/etc/dkimkeys/{DKIM_SELECTOR}.private"])
-    c.run("cat >> /etc/opendkim.conf", input="\n" + "\n".join(OPENDKIM_SETTINGS) + "\n")
+    run_guide_blocks(c, "opendkim")
 
 
 def install_greylist_standin(c: SystemdContainer) -> None:
@@ -209,7 +196,8 @@ def install_greylist_standin(c: SystemdContainer) -> None:
 
 
 def configure_postfix(c: SystemdContainer) -> None:
-    """main.cf for the "No configuration" install, with mmd as the only milter."""
+    """The test container's own settings (loopback only, virtual mailbox, XCLIENT), then the
+    guide's block: main.cf for the "No configuration" install, with mmd as the only milter."""
     c.run(["touch", "/etc/postfix/main.cf"])
     if c.run(["id", "vmail"], check=False).returncode != 0:
         c.run(["useradd", "--system", "--home-dir", "/var/mail/vhosts", "--shell",
@@ -233,17 +221,23 @@ def configure_postfix(c: SystemdContainer) -> None:
         f"virtual_uid_maps = static:{uid}",
         f"virtual_gid_maps = static:{gid}",
         "smtpd_authorized_xclient_hosts = 127.0.0.1",
-        *POSTFIX_MILTER_SETTINGS,
     )
+    run_guide_blocks(c, "postfix")
 
 
 def postconf(c: SystemdContainer, *settings: str) -> None:
     c.run(["postconf", "-e", *settings])
 
 
+def run_guide_blocks(c: SystemdContainer, value: str, cwd: Path | str = "/",
+                     timeout: float = 600) -> None:
+    """The guide's shell blocks tagged ``run=value``, verbatim and in order, as root in ``cwd``."""
+    c.run(["bash", "-c", f"cd {cwd} && {{\n{script(GUIDE, 'run', value)}}}"], timeout=timeout)
+
+
 def enable_chroot_socket(c: SystemdContainer) -> None:
-    """The shipped drop-in: mmd's socket below /var/spool/postfix, where smtpd can see it."""
-    c.run(["install", "-D", "-m", "0644", CHROOT_EXAMPLE, CHROOT_DROPIN])
+    """The guide's block: the shipped drop-in puts mmd's socket below /var/spool/postfix."""
+    run_guide_blocks(c, "chroot")
 
 
 def start_services(c: SystemdContainer) -> None:
@@ -283,12 +277,12 @@ def set_up(c: SystemdContainer) -> Backup:
     backup = Backup()
     backup.save(c)
     try:
+        enable_chroot_socket(c)
         configure_spamassassin(c)
         configure_clamav(c)
         configure_opendkim(c)
         install_greylist_standin(c)
         configure_postfix(c)
-        enable_chroot_socket(c)
         start_services(c)
     except BaseException:
         restore(c, backup)

@@ -16,20 +16,20 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
+from tests.support.docblocks import runnable
 from tests.system.container import SystemdContainer
 from tests.system.guide_setup import (
     CHROOT_DROPIN,
     CHROOT_EXAMPLE,
-    CLAMAV_MILTER_SETTINGS,
     DKIM_DOMAIN,
     DKIM_SELECTOR,
     EICAR,
     GREYLIST_REPLY,
     GTUBE,
+    GUIDE,
     MANAGER,
     MANAGER_SOCKET,
     MANAGER_SOCKET_UNIT,
@@ -40,8 +40,6 @@ from tests.system.guide_setup import (
     SPAMASS_REJECT,
     SPAMASSASSIN_NO_DNS,
     GuideHost,
-    restore,
-    set_up,
 )
 
 pytestmark = pytest.mark.system
@@ -52,19 +50,14 @@ MX = ("mx.example.net", "203.0.113.6")  # a regular mail server: S25R does not a
 
 
 @pytest.fixture(scope="module")
-def guide(installed_mmd: SystemdContainer) -> Iterator[GuideHost]:
-    c = installed_mmd
-    backup = set_up(c)
-    host = GuideHost(c)
-    try:
-        # the first mail starts mmd through its socket (and warms spamd up)
-        before = host.unit(MANAGER, "ActiveState")["ActiveState"]
-        first = host.send(client_name=MX[0], client_address=MX[1])
-        host.delivered(first, timeout=60)
-        host.first_mail_states = (before, host.unit(MANAGER, "ActiveState")["ActiveState"])
-        yield host
-    finally:
-        restore(c, backup)
+def guide(guide_host: SystemdContainer) -> GuideHost:
+    host = GuideHost(guide_host)
+    # the first mail starts mmd through its socket (and warms spamd up)
+    before = host.unit(MANAGER, "ActiveState")["ActiveState"]
+    first = host.send(client_name=MX[0], client_address=MX[1])
+    host.delivered(first, timeout=60)
+    host.first_mail_states = (before, host.unit(MANAGER, "ActiveState")["ActiveState"])
+    return host
 
 
 def test_the_debian_guide_shows_what_the_test_does() -> None:
@@ -72,12 +65,27 @@ def test_the_debian_guide_shows_what_the_test_does() -> None:
     lines = {line.strip().rstrip("\\").strip().strip("'") for line in guide_text.splitlines()}
     for setting in POSTFIX_MILTER_SETTINGS:
         assert setting in lines, setting
-    for setting in (*SPAMASSASSIN_NO_DNS, *CLAMAV_MILTER_SETTINGS, *OPENDKIM_SETTINGS):
+    for setting in (*SPAMASSASSIN_NO_DNS, *OPENDKIM_SETTINGS):
         assert setting in lines, setting
     assert f'OPTIONS="{SPAMASS_OPTIONS}"' in lines
     assert CHROOT_EXAMPLE in guide_text and CHROOT_DROPIN in guide_text
     for name in ("troubleshooting.md", "install-rhel.md"):
         assert (ROOT / "docs" / name).is_file(), name
+
+
+def test_the_readme_installs_as_the_guide_does() -> None:
+    """The README's Install blocks are the guide's, so the guide's test proves both."""
+    for value in ("build", "install"):
+        readme = [block.text for block in runnable(ROOT / "README.md", "run", value)]
+        guide = [block.text for block in runnable(GUIDE, "run", value)]
+        assert readme == guide, value
+    assert guide == ["apt install ./dist/milter-manager_*.deb\n"]
+
+
+def test_every_runnable_block_of_the_guide_is_run_in_document_order() -> None:
+    """build (built_deb), install (installed_mmd), then the guide fixture's steps, in order."""
+    tagged = [block.tags["run"] for block in runnable(GUIDE)]
+    assert tagged == ["build", "install", "chroot", "clamav", "clamav", "opendkim", "postfix"]
 
 
 def replies(result_transcript: str) -> str:
