@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import docblocks
 from tests.vm import avc, image, machine
 
 pytestmark = pytest.mark.vm
@@ -44,22 +45,60 @@ DONTAUDITED: dict[tuple[str, str, str], str] = {
 }
 
 
-# How mmd gets into the guest: "deb" (make deb, then apt install ./milter-manager_*.deb) or
-# "readme" (make install DESTDIR=... PREFIX=/usr staged on the host). The one replaceable piece.
+# How mmd gets into the guest: "deb" (make deb on the host, then the guide's own tagged blocks
+# of docs/install-debian.md) or "readme" (make install DESTDIR=... PREFIX=/usr staged on the host,
+# then the guide's commands as copied in guest/configure.sh). The one replaceable piece.
 INSTALL = os.environ.get("MMD_VM_INSTALL", "deb")
+GUIDE = ROOT / "docs" / "install-debian.md"
+GUEST_FILES = Path(__file__).parent / "guest"
+
+
+def between_blocks() -> dict[str, str]:
+    """guest/between-blocks.sh cut at its "# @@ NAME" lines."""
+    pieces: dict[str, str] = {}
+    name = ""
+    for line in (GUEST_FILES / "between-blocks.sh").read_text(encoding="utf-8").splitlines():
+        if line.startswith("# @@ "):
+            name = line.split()[2]
+            pieces[name] = ""
+        elif name:
+            pieces[name] += line + "\n"
+    return pieces
 
 
 def guide(work: Path) -> tuple[str, dict[str, Path]]:
     """The guide's commands as the guest runs them, and the files they need in the payload."""
-    folder = Path(__file__).parent / "guest"
-    if INSTALL == "deb":
-        deb = machine.build_deb()
-        files = {deb.name: deb}
-    else:
-        files = {"stage.tar": machine.stage_install(work)}
-    install = (folder / f"install-{INSTALL}.sh").read_text(encoding="utf-8")
-    configure = (folder / "configure.sh").read_text(encoding="utf-8")
-    return install + "\n" + configure, files
+    if INSTALL == "readme":
+        install = (GUEST_FILES / "install-readme.sh").read_text(encoding="utf-8")
+        configure = (GUEST_FILES / "configure.sh").read_text(encoding="utf-8")
+        return install + "\n" + configure, {"stage.tar": machine.stage_install(work)}
+    deb = machine.build_deb()
+    extra = between_blocks()
+
+    def tagged(value: str) -> str:
+        return "\n".join(f"# --- {block.where()}\n{block.text}"
+                         for block in docblocks.runnable(GUIDE, "run", value))
+
+    parts = [
+        "set -eux",
+        # the harness answers apt's questions (the console is not a reader)
+        "echo 'APT::Get::Assume-Yes \"true\";' > /etc/apt/apt.conf.d/90mmd-vm",
+        "export DEBIAN_FRONTEND=noninteractive",
+        'cd "$PAYLOAD"  # the folder holding dist/, as on the mail host',
+        tagged("install"),
+        "cd /",
+        "semodule -l | grep -x 'milter_manager.*'  # the package loaded the module",
+        tagged("chroot"),
+        extra["spamassassin"],
+        tagged("clamav"),
+        extra["clamav-start"],
+        tagged("opendkim"),
+        extra["opendkim-start"],
+        extra["postfix-test"],
+        tagged("postfix"),
+        "set +x",
+    ]
+    return "\n".join(parts) + "\n", {f"dist/{deb.name}": deb}
 
 
 @dataclass
