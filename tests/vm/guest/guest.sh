@@ -70,6 +70,8 @@ manager_state() { systemctl show -p ActiveState --value milter-manager.service; 
 # files it writes (enforcing: dontaudit rules on; dontaudit-off: after semodule -DB).
 scenario() {
     local phase=$1
+    # stopped (the socket stays): the first mail shows socket activation
+    systemctl stop milter-manager.service
     manager_state > "$RESULTS/facts/$phase-state-before-mail"
     remote "$phase-clean" --body 'La de da de da.'
     manager_state > "$RESULTS/facts/$phase-state-after-mail"
