@@ -462,6 +462,7 @@ def test_report_runs_in_its_own_domain_with_journalctl_and_rrdtool(policy: Polic
     assert "search" in policy.granted("milter_manager_report_t", "tmp_t", "dir")
     assert "create" in policy.granted("milter_manager_report_t", "milter_manager_tmp_t", "file")
     assert "map" in policy.granted("milter_manager_report_t", "milter_manager_var_lib_t", "file")
+    assert "getattr" in policy.granted("milter_manager_report_t", "fs_t", "filesystem")
     assert "read" in policy.granted("milter_manager_report_t", "systemd_journal_t", "file")
     assert "write" in policy.granted("milter_manager_report_t", "milter_manager_var_lib_t",
                                      "file")
