@@ -4,6 +4,8 @@
 #   make check    set everything up and run ruff, mypy --strict and the whole test suite
 #   make install DESTDIR=... PREFIX=/usr   put files where a distribution package would
 #   make deb      build dist/milter-manager_<version>_<arch>.deb (DEB_VERSION=... for another version)
+#   make check-vm only the SELinux-enforcing guest test (tests/vm; make check runs it too);
+#                 artefacts in build/vm-artifacts, image cached in /var/cache/mmd-vm
 
 VENV ?= .venv
 PREFIX ?= /usr
@@ -12,7 +14,7 @@ PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
 DEB_VERSION ?=
 
-.PHONY: deps deps-run venv run check lint test bench install deb
+.PHONY: deps deps-run venv run check check-vm lint test bench install deb
 
 deps:
 	./scripts/install-deps
@@ -50,6 +52,9 @@ test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 check: deps venv lint test
+
+check-vm: deps venv
+	$(VENV)/bin/pytest -m vm tests/vm $(PYTEST_ARGS)
 
 bench: venv
 	$(VENV)/bin/python bench/sessions.py

@@ -417,6 +417,63 @@ def test_dbus_owns_its_name_and_talks_to_systemd(policy: Policy) -> None:
     assert "status" in policy.granted("milter_manager_t", "clamd_unit_t", "service")
 
 
+def test_reload_reply_reaches_the_busctl_of_exec_reload(policy: Policy) -> None:
+    # ExecReload=+busctl ... Reload runs as initrc_t on Debian: without the reply, systemctl
+    # reload hangs under enforcing (seen in tests/vm).
+    assert "send_msg" in policy.granted("milter_manager_t", "initrc_t", "dbus")
+    assert "send_msg" in policy.granted_to("initrc_t", "milter_manager_t", "dbus")
+
+
+def test_uvloop_io_uring_probe_is_refused_quietly(policy: Policy) -> None:
+    assert "create" not in policy.granted_by_default("milter_manager_t", "milter_manager_t",
+                                                     "anon_inode")
+    assert "create" in policy.granted("milter_manager_t", "milter_manager_t", "anon_inode",
+                                      kind="dontaudit")
+
+
+def test_postfix_start_script_may_stat_the_socket_folder(policy: Policy) -> None:
+    assert "getattr" in policy.granted_to("postfix_master_t", "milter_manager_runtime_t", "dir")
+    assert not policy.granted_to("postfix_master_t", "milter_manager_runtime_t", "dir") & {
+        "write", "add_name", "remove_name", "read"}
+
+
+def test_postfix_config_and_binary_for_stress_and_detection(policy: Policy) -> None:
+    # Stress conditions read main.cf/master.cf; detection stats /usr/sbin/postfix (tests/vm).
+    assert {"read", "open"} <= policy.granted("milter_manager_t", "postfix_etc_t", "file")
+    assert "getattr" in policy.granted("milter_manager_t", "postfix_master_exec_t", "file")
+    assert not policy.granted("milter_manager_t", "postfix_master_exec_t", "file") & {
+        "execute", "execute_no_trans", "read"}
+
+
+def test_start_up_probes_of_openssl_and_libselinux(policy: Policy) -> None:
+    # Seen at daemon start in the enforcing guest (tests/vm).
+    assert "read" in policy.granted("milter_manager_t", "cert_t", "file")
+    assert "getattr" in policy.granted("milter_manager_t", "security_t", "filesystem")
+    assert "search" in policy.granted("milter_manager_t", "selinux_config_t", "dir")
+
+
+def test_report_runs_in_its_own_domain_with_journalctl_and_rrdtool(policy: Policy) -> None:
+    # milter-manager-report.service: SELinuxContext= enters milter_manager_report_t (tests/vm).
+    assert "transition" in policy.granted("init_t", "milter_manager_report_t", "process")
+    assert "entrypoint" in policy.granted("milter_manager_report_t", "milter_manager_exec_t",
+                                          "file")
+    assert "execute_no_trans" in policy.granted("milter_manager_report_t", "bin_t", "file")
+    assert "use" in policy.granted("milter_manager_report_t", "init_t", "fd")
+    assert "search" in policy.granted("milter_manager_report_t", "tmp_t", "dir")
+    assert "create" in policy.granted("milter_manager_report_t", "milter_manager_tmp_t", "file")
+    assert "map" in policy.granted("milter_manager_report_t", "milter_manager_var_lib_t", "file")
+    assert "getattr" in policy.granted("milter_manager_report_t", "fs_t", "filesystem")
+    assert "read" in policy.granted("milter_manager_report_t", "systemd_journal_t", "file")
+    assert "write" in policy.granted("milter_manager_report_t", "milter_manager_var_lib_t",
+                                     "file")
+    # ... and it stays off the milter side: no milter sockets, no network, no D-Bus name
+    assert not policy.granted("milter_manager_report_t", "milter_manager_t",
+                              "unix_stream_socket") & {"connectto"}
+    assert not policy.granted("milter_manager_report_t", "system_dbusd_t", "dbus")
+    assert "name_connect" not in policy.granted("milter_manager_report_t", "milter_port_t",
+                                                "tcp_socket")
+
+
 @pytest.mark.parametrize("admin", ["unconfined_t", "sysadm_t"])
 def test_admins_call_the_manager_over_dbus_and_get_replies(policy: Policy, admin: str) -> None:
     assert "send_msg" in policy.granted_to(admin, "milter_manager_t", "dbus")
