@@ -209,7 +209,6 @@ def configure_postfix(c: SystemdContainer) -> None:
     gid = c.run(["id", "-g", "vmail"]).stdout.strip()
     postconf(
         c,
-        "compatibility_level = 3.6",
         "myhostname = mail.example.com",
         "mydomain = example.com",
         "myorigin = $mydomain",

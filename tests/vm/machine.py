@@ -40,20 +40,6 @@ def accelerator() -> list[str]:
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
 
 
-def stage_install(work: Path) -> Path:
-    """`make install DESTDIR=stage PREFIX=/usr` on the host, as a tar to unpack in the guest."""
-    stage = work / "stage"
-    shutil.rmtree(stage, ignore_errors=True)
-    subprocess.run(["make", "-C", str(ROOT), "install", f"DESTDIR={stage}", "PREFIX=/usr"],
-                   check=True, capture_output=True, timeout=900)
-    archive = work / "stage.tar"
-    with tarfile.open(archive, "w") as tar:
-        for entry in sorted(stage.iterdir()):
-            tar.add(entry, arcname=entry.name)
-    shutil.rmtree(stage)
-    return archive
-
-
 def build_deb() -> Path:
     """`make deb` on the host: the package the guest installs with apt."""
     done = subprocess.run(["make", "-C", str(ROOT), "deb"], capture_output=True, text=True,

@@ -45,10 +45,8 @@ DONTAUDITED: dict[tuple[str, str, str], str] = {
 }
 
 
-# How mmd gets into the guest: "deb" (make deb on the host, then the guide's own tagged blocks
-# of docs/install-debian.md) or "readme" (make install DESTDIR=... PREFIX=/usr staged on the host,
-# then the guide's commands as copied in guest/configure.sh). The one replaceable piece.
-INSTALL = os.environ.get("MMD_VM_INSTALL", "deb")
+# mmd gets into the guest as the guide says: `make deb` on the host, then the guide's own tagged
+# blocks of docs/install-debian.md, with guest/between-blocks.sh for its untagged steps.
 GUIDE = ROOT / "docs" / "install-debian.md"
 GUEST_FILES = Path(__file__).parent / "guest"
 
@@ -68,10 +66,6 @@ def between_blocks() -> dict[str, str]:
 
 def guide(work: Path) -> tuple[str, dict[str, Path]]:
     """The guide's commands as the guest runs them, and the files they need in the payload."""
-    if INSTALL == "readme":
-        install = (GUEST_FILES / "install-readme.sh").read_text(encoding="utf-8")
-        configure = (GUEST_FILES / "configure.sh").read_text(encoding="utf-8")
-        return install + "\n" + configure, {"stage.tar": machine.stage_install(work)}
     deb = machine.build_deb()
     extra = between_blocks()
 
