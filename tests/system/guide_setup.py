@@ -249,10 +249,10 @@ def start_services(c: SystemdContainer) -> None:
     for unit in PACKAGED_SERVICES:
         c.run(["systemctl", "enable", unit], timeout=120)
     c.run(["systemctl", "enable", GREYLIST_UNIT])
-    c.run(["systemctl", "restart", "spamd", "clamav-daemon", "opendkim", GREYLIST_UNIT],
-          timeout=120)
+    c.run(["systemctl", "restart", GREYLIST_UNIT], timeout=120)
+    for step in ("spamassassin-start", "clamav-start", "opendkim-start"):
+        run_guide_blocks(c, step, timeout=180)
     wait_for_sockets(c, SPAMD_SOCKET, CLAMD_SOCKET, timeout=90)
-    c.run(["systemctl", "restart", "spamass-milter", "clamav-milter"], timeout=120)
     wait_for_sockets(c, SPAMASS_SOCKET, CLAMAV_MILTER_SOCKET, OPENDKIM_SOCKET, GREYLIST_SOCKET)
     c.run(["systemctl", "enable", "--now", MANAGER_SOCKET_UNIT])
     wait_for_sockets(c, MANAGER_SOCKET)

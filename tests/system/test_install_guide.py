@@ -86,8 +86,9 @@ def test_the_readme_installs_as_the_guide_does() -> None:
 def test_every_runnable_block_of_the_guide_is_run_in_document_order() -> None:
     """build (built_deb), install (installed_mmd), then the guide fixture's steps, in order."""
     tagged = [block.tags["run"] for block in runnable(GUIDE)]
-    assert tagged == ["build", "install", "chroot", "spamassassin", "spamassassin", "clamav",
-                      "clamav", "opendkim", "postfix"]
+    assert tagged == ["build", "install", "chroot", "spamassassin", "spamassassin",
+                      "spamassassin-start", "clamav", "clamav", "clamav-start", "opendkim",
+                      "opendkim-start", "postfix"]
 
 
 def replies(result_transcript: str) -> str:
