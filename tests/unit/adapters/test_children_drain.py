@@ -7,27 +7,13 @@ import asyncio
 
 from mmd.adapters.children import ChildLink
 from mmd.config.model import MilterConfig
-
-
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
+from tests.support.transport import RecordingTransport
 
 
 def link() -> ChildLink:
     child = ChildLink(3, MilterConfig(name="child", connection_spec="unix:/nowhere"),
                       lambda index, reply: None, lambda index, reason: None, 65536)
-    child.connection_made(Transport())
+    child.connection_made(RecordingTransport())
     return child
 
 

@@ -11,10 +11,11 @@ from mmd.engine.session import SessionSettings
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS
-from tests.unit.adapters.test_server_headers import Recorder, Transport
+from tests.support.transport import RecordingTransport
+from tests.unit.adapters.test_server_headers import Recorder
 
 
-class ReadingTransport(Transport):
+class ReadingTransport(RecordingTransport):
     def __init__(self) -> None:
         super().__init__()
         self.reading = True

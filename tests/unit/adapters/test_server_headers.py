@@ -23,18 +23,7 @@ from mmd.engine.applicability import SessionFacts
 from mmd.engine.session import ConditionSkipped, SessionSettings, ToMta
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
-
-
-class Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def close(self) -> None:
-        pass
+from tests.support.transport import RecordingTransport
 
 
 class Recorder:
@@ -82,7 +71,7 @@ async def header_changes_to_the_mta_are_recorded() -> None:
     generation = Generation(ManagerConfig(), (), (), SessionSettings())
     state = ServerState(generation, recorder)
     protocol = MtaProtocol(state)
-    transport = Transport()
+    transport = RecordingTransport()
     protocol.connection_made(transport)
     replies: list[m.ReplyMessage] = [
         m.AddHeader("X-Spam-Flag", "YES"),
