@@ -161,6 +161,8 @@ MANAGER_KEYS = _table(
         "Seconds SIGTERM waits for sessions in flight."),
     Key("mta_idle_timeout", "float", to_seconds,
         "Seconds an MTA connection may stay silent while mmd waits for it."),
+    Key("follow_systemd", "bool", to_bool,
+        "Apply milters enabled, disabled, started or stopped in systemd without a reload."),
 )
 
 MILTER_KEYS = _table(

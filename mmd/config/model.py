@@ -75,6 +75,8 @@ class ManagerConfig:
     # an MTA connection silent this long while mmd waits for its next command is closed
     # (libmilter's own default for its MTA connection)
     mta_idle_timeout: float = 7210.0
+    # re-run detection when systemd reports a catalogued milter's unit changed (no reload)
+    follow_systemd: bool = True
     origins: dict[str, Origin] = field(default_factory=dict)
 
     def origin(self, key: str) -> Origin:

@@ -507,6 +507,9 @@ class Daemon:
             if self._refused:  # refused at start: only a reload may load a configuration
                 log.debug("live update after %s: waiting for a reload", why)
                 return
+            if not self._config.manager.follow_systemd:
+                log.debug("live update after %s: follow_systemd = false", why)
+                return
             loop = asyncio.get_running_loop()
             files = await loop.run_in_executor(None, live.fingerprint, self.options.config_dir)
             if files != self._files_read:

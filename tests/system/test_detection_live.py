@@ -107,3 +107,27 @@ def test_following_comes_back_after_dbus_restarts(host: MailHost) -> None:
                 "after a bus restart: start seen live")
     assert host.main_pid() == pid
     assert c.run(["systemctl", "is-active", SERVICE]).stdout.strip() == "active"
+
+
+def test_follow_systemd_false_waits_for_a_reload(host: MailHost) -> None:
+    """`[manager] follow_systemd = false`: systemd changes count at the next reload only."""
+    c = host.c
+    config = "/etc/milter-manager/milter-manager.toml"
+    c.write_file(config, "[manager]\nfollow_systemd = false\n")
+    try:
+        host.reload()
+        assert signs(host)
+        cursor = host.journal_cursor()
+        c.run(["systemctl", "disable", "--now", UNIT])
+        time.sleep(3)  # the live path reacts within a second when it is on
+        assert states(host, cursor) == []
+        assert "opendkim" in host.c.run(
+            ["busctl", "call", "org.miltermanager.Manager1", "/org/miltermanager/Manager1",
+             "org.miltermanager.Manager1", "GetMilter", "s", "opendkim"]).stdout
+        host.reload()  # now the reload applies what systemd says
+        assert not signs(host)
+    finally:
+        c.run(["rm", "-f", config])
+        c.run(["systemctl", "enable", "--now", UNIT])
+        host.reload()
+    assert signs(host)
