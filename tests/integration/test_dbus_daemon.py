@@ -26,6 +26,7 @@ from mmd.adapters.dbus_service import (
     OBJECT_PATH,
 )
 from tests.dbus_support import REPO, PrivateBus, busctl, dbus_send, name_has_owner, start_bus
+from tests.harness.processes import stop_process
 
 CONFIG = """\
 [[milter]]
@@ -65,12 +66,7 @@ class RunningDaemon:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process, 30)
         self.process = None
         deadline = time.monotonic() + 5
         while owned(self.bus) and time.monotonic() < deadline:

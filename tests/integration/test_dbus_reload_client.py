@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.dbus_support import REPO, PrivateBus, start_bus
+from tests.harness.processes import stop_process
 
 GOOD = '[[milter]]\nname = "opendkim"\nconnection_spec = "inet:18891@127.0.0.1"\n'
 SECOND = GOOD + '\n[[milter]]\nname = "clamav-milter"\nconnection_spec = "inet:17357@127.0.0.1"\n'
@@ -62,12 +63,7 @@ def start_daemon(directory: Path, bus_address: str, *extra: str) -> Daemon:
 
 
 def stop(daemon: Daemon) -> None:
-    daemon.process.terminate()
-    try:
-        daemon.process.wait(30)
-    except subprocess.TimeoutExpired:
-        daemon.process.kill()
-        daemon.process.wait(5)
+    stop_process(daemon.process, 30)
 
 
 @pytest.fixture
