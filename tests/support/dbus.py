@@ -1,6 +1,6 @@
 """Real dbus-daemon instances and a fake Control for the D-Bus adapter's tests and docs.
 
-``python -m tests.dbus_support serve ADDRESS`` runs the adapter over the fake
+``python -m tests.support.dbus serve ADDRESS`` runs the adapter over the fake
 Control on ADDRESS until stdin closes (the policy tests start it as the user
 ``milter-manager``; docs/dbus.md's outputs come from it too).
 """
@@ -29,7 +29,7 @@ from mmd.config.show import render_show_config
 from mmd.control import InvalidConfiguration, MilterInfo, MilterStatistics, NoSuchMilter, Statistics
 from mmd.detection.model import DetectedMilter
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DBUS_DIR = REPO / "dbus"
 POLICY_FILE = DBUS_DIR / "org.miltermanager.Manager1.conf"
 INTROSPECTION_FILE = DBUS_DIR / "org.miltermanager.Manager1.xml"
@@ -394,7 +394,7 @@ def dbus_send(
 def start_fake_daemon(address: str, user: str | None = None) -> subprocess.Popen[str]:
     """The adapter over a FakeControl in a child process, running as USER."""
     process = subprocess.Popen(
-        [*as_user(user), sys.executable, "-m", "tests.dbus_support", "serve", address],
+        [*as_user(user), sys.executable, "-m", "tests.support.dbus", "serve", address],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdin=subprocess.PIPE,
@@ -434,7 +434,7 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "serve":
         asyncio.run(_serve(argv[1]))
         return 0
-    print("usage: python -m tests.dbus_support serve ADDRESS", file=sys.stderr)
+    print("usage: python -m tests.support.dbus serve ADDRESS", file=sys.stderr)
     return 2
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.cli_runner import ROOT
-from tests.harness.processes import DaemonError, reachable_dir, read_tail
+from tests.support.cli_runner import ROOT
+from tests.support.processes import DaemonError, reachable_dir, read_tail
 
 READY_LINE = "ready: "
 RELOADED_LINE = "reloaded: "

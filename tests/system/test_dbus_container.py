@@ -1,5 +1,5 @@
 """Issue 5 acceptance on the REAL system bus of the container: the installed daemon, started by
-its socket unit, serving one child milter (tests/children/scripted_milter.py as a transient
+its socket unit, serving one child milter (tests/support/children/scripted_milter.py as a transient
 unit), driven with ``busctl``/``dbus-send`` as root, as ``nobody`` and as a member of
 ``milter-manager-admin``; docs/dbus.md is the contract for structure (values depend on the run).
 Detection also finds the milters installed on the host (opendkim, spamass-milter, ...): the
@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, show, wait_for
-from tests.system.probes import manager_entries as entries
+from tests.support.container import SystemdContainer
+from tests.support.probes import journal_cursor, show, wait_for
+from tests.support.probes import manager_entries as entries
+from tests.support.scripted import CHILD as SCRIPTED_CHILD
 
 pytestmark = pytest.mark.system
 
@@ -221,7 +222,7 @@ def bench(installed_mmd: SystemdContainer) -> Iterator[Bench]:
     had_config = saved_config.returncode == 0
     was_active = show(c, SERVICE, "ActiveState")["ActiveState"] == "active"
 
-    c.write_file(CHILD_SCRIPT, (ROOT / "tests" / "children" / "scripted_milter.py").read_text(),
+    c.write_file(CHILD_SCRIPT, SCRIPTED_CHILD.read_text(),
                  mode=0o755)
     c.run(["systemd-run", f"--unit={CHILD_UNIT}", "-p", "RuntimeDirectory=mmd-sysdbus-child",
            "-p", "RuntimeDirectoryMode=0755", "/usr/bin/python3", CHILD_SCRIPT,

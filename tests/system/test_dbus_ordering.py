@@ -20,9 +20,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, show, wait_for
-from tests.system.probes import manager_entries as entries
+from tests.support.container import SystemdContainer
+from tests.support.probes import journal_cursor, show, wait_for
+from tests.support.probes import manager_entries as entries
 
 pytestmark = pytest.mark.system
 

@@ -15,7 +15,7 @@ import pytest
 
 from mmd.adapters.control_link import ControlLink, RetryPauses
 from mmd.adapters.dbus_service import BUS_NAME
-from tests.dbus_support import (
+from tests.support.dbus import (
     FakeControl,
     LoopThread,
     PrivateBus,
