@@ -8,17 +8,14 @@ Control on ADDRESS until stdin closes (the policy tests start it as the user
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ from mmd.config.loader import load_configuration
 from mmd.config.show import render_show_config
 from mmd.control import InvalidConfiguration, MilterInfo, MilterStatistics, NoSuchMilter, Statistics
 from mmd.detection.model import DetectedMilter
+from tests.support.processes import reap, stop_pid
 
 REPO = Path(__file__).resolve().parents[2]
 DBUS_DIR = REPO / "dbus"
@@ -266,11 +264,7 @@ class PrivateBus:
     directory: Path
 
     def stop(self, keep: bool = False) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        stop_pid(self.pid, 5)
         if keep:
             (self.directory / "bus").unlink(missing_ok=True)
         else:
@@ -413,11 +407,7 @@ def start_fake_daemon(address: str, user: str | None = None) -> subprocess.Popen
 def stop_fake_daemon(process: subprocess.Popen[str]) -> None:
     assert process.stdin is not None
     process.stdin.close()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+    reap(process, 5)
 
 
 async def _serve(address: str) -> None:
