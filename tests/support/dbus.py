@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from mmd.config.loader import load_configuration
 from mmd.config.show import render_show_config
 from mmd.control import InvalidConfiguration, MilterInfo, MilterStatistics, NoSuchMilter, Statistics
-from mmd.detection.model import DetectedMilter
+from tests.support.detected import detected_milter
 from tests.support.processes import reap, stop_pid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,13 +44,8 @@ connection_spec = "inet:8891@127.0.0.1"
 applicable_conditions = ["authentication"]
 """
 
-SAMPLE_DETECTED = DetectedMilter(
-    name="clamav-milter",
-    connection_spec="unix:/run/clamav/clamav-milter.ctl",
-    enabled=True,
-    unit="clamav-milter.service",
-    origin="detected: clamav-milter.service, /etc/clamav/clamav-milter.conf",
-)
+SAMPLE_DETECTED = detected_milter("clamav-milter", "unix:/run/clamav/clamav-milter.ctl",
+                                  "/etc/clamav/clamav-milter.conf")
 
 
 def sample_show_config() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mmd.config.loader import ConfigError, load_configuration
-from mmd.detection.model import DetectedMilter
+from tests.support.detected import detected_milter
 
 
 @contextmanager
@@ -40,13 +40,8 @@ def test_unreadable_config_folder_is_a_problem() -> None:
         config_dir = Path(scratch) / "milter-manager"
         config_dir.mkdir(mode=0o700)
         (config_dir / "milter-manager.toml").write_text('[manager]\nchunk_size = 4096\n')
-        detected = DetectedMilter(
-            name="opendkim",
-            connection_spec="unix:/run/opendkim/opendkim.sock",
-            enabled=True,
-            unit="opendkim.service",
-            origin="detected: opendkim.service, /etc/opendkim.conf",
-        )
+        detected = detected_milter("opendkim", "unix:/run/opendkim/opendkim.sock",
+                                   "/etc/opendkim.conf")
         with effective_user("nobody"), pytest.raises(ConfigError) as raised:
             load_configuration(config_dir, [detected])
     (problem,) = raised.value.problems
