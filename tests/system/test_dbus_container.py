@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.container import SystemdContainer
+from tests.support.held_session import held_session
 from tests.support.probes import journal_cursor, show, wait_for
 from tests.support.probes import manager_entries as entries
 from tests.support.scripted import CHILD as SCRIPTED_CHILD
@@ -80,32 +81,6 @@ OPEN_POLICY_TEXT = f"""\
   </policy>
 </busconfig>
 """
-
-# An MTA-side client that holds its session open until a line arrives on stdin.
-HOLDING_CLIENT = r"""
-import socket, struct, sys
-def packet(command, data=b""):
-    return struct.pack(">I", len(data) + 1) + command + data
-def reply(sock):
-    head = b""
-    while len(head) < 4:
-        head += sock.recv(4 - len(head))
-    (size,) = struct.unpack(">I", head)
-    body = b""
-    while len(body) < size:
-        body += sock.recv(size - len(body))
-    return body[:1].decode()
-sock = socket.socket(socket.AF_UNIX)
-sock.settimeout(60)
-sock.connect(sys.argv[1])
-sock.sendall(packet(b"O", struct.pack(">III", 6, 0x1FF, 0x1FFFFF)))
-print("negotiate", reply(sock), flush=True)
-sys.stdin.readline()
-sock.sendall(packet(b"Q"))
-sock.close()
-print("quit", flush=True)
-"""
-
 
 @dataclass
 class Bench:
@@ -335,21 +310,8 @@ def test_show_config_says_where_each_value_came_from(bench: Bench) -> None:
 
 def test_active_sessions_counts_a_session_in_flight(bench: Bench) -> None:
     c = bench.c
-    c.write_file("/var/tmp/mmd-sysdbus/holding-client.py", HOLDING_CLIENT)
-    client = c.popen(["python3", "/var/tmp/mmd-sysdbus/holding-client.py", MTA_SOCKET],
-                     user="postfix")
-    assert client.stdout is not None and client.stdin is not None
-    try:
-        assert client.stdout.readline().strip() == "negotiate O"
+    with held_session(c, MTA_SOCKET, connect=False):
         assert busctl(c, "get-property", "ActiveSessions").stdout.strip() == "t 1"
-        client.stdin.write("\n")
-        client.stdin.flush()
-        assert client.stdout.readline().strip() == "quit"
-        assert client.wait(timeout=30) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     wait_for(lambda: busctl(c, "get-property", "ActiveSessions").stdout.strip() == "t 0",
              "the session to end")
 
