@@ -32,7 +32,6 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,6 @@ from tests.support.probes import journal_cursor, wait_for
 from tests.support.scripted import CHILD as SCRIPTED_CHILD
 
 pytestmark = pytest.mark.system
-
-ROOT = Path(__file__).resolve().parents[2]
 
 MTA_SOCKET = "unix:/run/milter-manager/milter-manager.sock"
 SERVICE = "milter-manager.service"
