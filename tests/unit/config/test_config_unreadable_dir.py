@@ -8,30 +8,14 @@ gets temporary-failure until a reload succeeds).
 
 from __future__ import annotations
 
-import os
-import pwd
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from mmd.config.loader import ConfigError, load_configuration
 from tests.support.detected import detected_milter
-
-
-@contextmanager
-def effective_user(name: str) -> Iterator[None]:
-    assert os.geteuid() == 0, "this test switches the effective user: it needs root"
-    user = pwd.getpwnam(name)
-    os.setegid(user.pw_gid)
-    os.seteuid(user.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
+from tests.support.users import effective_user
 
 
 def test_unreadable_config_folder_is_a_problem() -> None:
