@@ -204,6 +204,20 @@ class FakeControl:
 
 # -- private buses -------------------------------------------------------------
 
+POLICY_DOCTYPE = """\
+<?xml version="1.0"?>
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+"""
+
+
+def user_policy(user: str, *rules: str) -> str:
+    """A policy file (system.d) granting ``user`` the ``rules`` (``<allow own="..."/>``)."""
+    lines = "".join(f"    {rule}\n" for rule in rules)
+    return (f"{POLICY_DOCTYPE}<busconfig>\n  <policy user=\"{user}\">\n{lines}  </policy>\n"
+            "</busconfig>\n")
+
+
 SESSION_CONFIG = """\
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">

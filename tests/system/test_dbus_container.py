@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.container import SystemdContainer
+from tests.support.dbus import user_policy
 from tests.support.held_session import held_session
 from tests.support.probes import journal_cursor, show, wait_for
 from tests.support.probes import manager_entries as entries
@@ -71,16 +72,8 @@ connection_spec = "{CHILD_SPEC}"
 
 # A bus policy that lets the user nobody call every method: only the daemon's own check is left.
 OPEN_POLICY = "/etc/dbus-1/system.d/zz-mmd-sysdbus-open.conf"
-OPEN_POLICY_TEXT = f"""\
-<?xml version="1.0"?>
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="nobody">
-    <allow send_destination="{BUS_NAME}"/>
-  </policy>
-</busconfig>
-"""
+OPEN_POLICY_TEXT = user_policy("nobody", f'<allow send_destination="{BUS_NAME}"/>')
+
 
 @dataclass
 class Bench:
