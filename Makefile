@@ -2,6 +2,8 @@
 #   make run      install what running needs and run the daemon in the foreground on the built-in
 #                 default socket (group postfix where that group exists, so Postfix can connect)
 #   make check    set everything up and run ruff, mypy --strict and the whole test suite
+#   make test-fast only the unit tests (tests/unit: no container, network, Postfix or milters;
+#                 no ruff, no mypy; as root like check), in about half a minute
 #   make install DESTDIR=... PREFIX=/usr   put files where a distribution package would
 #   make deb      build dist/milter-manager_<version>_<arch>.deb (DEB_VERSION=... for another version)
 #   make check-vm only the SELinux-enforcing guest test (tests/vm; make check runs it too);
@@ -14,7 +16,7 @@ PYTHON ?= /usr/bin/python3
 PYTEST_ARGS ?=
 DEB_VERSION ?=
 
-.PHONY: deps deps-run venv run check check-vm lint test bench install deb
+.PHONY: deps deps-run venv run check check-vm lint test test-fast bench install deb
 
 deps:
 	./scripts/install-deps
@@ -50,6 +52,9 @@ lint: venv
 
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 check: deps venv lint test
 

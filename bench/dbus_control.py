@@ -27,12 +27,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.dbus_support
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.dbus
 
 from mmd.adapters.dbus_service import BUS_NAME, INTERFACE_NAME, OBJECT_PATH
 from mmd.adapters.mta_client import run_session
 from mmd.cli.test_server import options_from
-from tests.dbus_support import (
+from tests.support.dbus import (
     FakeControl,
     LoopThread,
     PrivateBus,

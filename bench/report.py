@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 from mmd.adapters.journal_reader import JournalQuery, read_entries
 from mmd.report.aggregate import EVENTS, FIELDS, Aggregator, Totals
 from mmd.report.layout import updates
+from tests.support.journald import PrivateJournald
 
 WEEK_ENTRIES = 30_000_000
 SESSIONS_PER_SECOND = 50
@@ -122,22 +121,6 @@ def bench_parser(count: int) -> None:
           f"{peak_rss_mib():.1f} MiB after {count:,}")
 
 
-SANDBOX = r"""
-set -eu
-mount -t tmpfs tmpfs /run
-if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
-mkdir -p /run/log/journal /run/systemd/journald.conf.d
-mount --bind "$JOURNAL_DIR" /run/log/journal
-printf '%s\n' '[Journal]' Storage=volatile RuntimeMaxUse=4G RuntimeMaxFileSize=512M \
-  ReadKMsg=no ForwardToSyslog=no ForwardToWall=no ForwardToConsole=no Audit=no \
-  RateLimitBurst=0 > /run/systemd/journald.conf.d/bench.conf
-/lib/systemd/systemd-journald & journald=$!
-while [ ! -S /run/systemd/journal/socket ]; do sleep 0.02; done
-"$@"
-journalctl --sync
-kill "$journald"; wait "$journald" || true
-"""
-
 WRITER = r"""
 import sys, time
 from cysystemd import journal
@@ -154,8 +137,7 @@ while sent < count:
         journal.send(MESSAGE="x", SYSLOG_IDENTIFIER="milter-manager", **fields)
         sent += 1
     index += 1
-print(f"  wrote {count:,} entries to journald in {time.perf_counter() - started:.1f} s",
-      file=sys.stderr)
+print(f"  wrote {count:,} entries to journald in {time.perf_counter() - started:.1f} s")
 """
 
 
@@ -163,16 +145,18 @@ def bench_journald(count: int) -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="mmd-bench-journal-") as folder:
         journal = Path(folder) / "journal"
-        journal.mkdir()
         # a script file, not -c: the daemon's _CMDLINE is short too (a long one is compressed
         # and journalctl would unpack it for every entry)
         writer = Path(folder) / "writer.py"
         writer.write_text(WRITER)
-        subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox",
-             sys.executable, str(writer), str(count), str(root)],
-            env=dict(os.environ, JOURNAL_DIR=str(journal)), check=True,
-        )
+        journald = PrivateJournald(journal, settings=("RuntimeMaxUse=4G",
+                                                      "RuntimeMaxFileSize=512M"))
+        try:
+            print(journald.inside(sys.executable, str(writer), str(count), str(root),
+                                  timeout=3600), end="")
+            journald.sync()
+        finally:
+            journald.stop()
         size = sum(p.stat().st_size for p in journal.rglob("*.journal"))
         aggregator = Aggregator(Totals())
         query = JournalQuery(directory=journal, events=EVENTS, fields=FIELDS)

@@ -26,16 +26,16 @@ from typing import Any
 
 import pytest
 
-from tests.harness.mmd_daemon import MmdDaemon, MmdDaemons
-from tests.harness.postfix import Postfix
-from tests.harness.processes import reachable_dir
-from tests.harness.real_milters import (
+from tests.support.mmd_daemon import MmdDaemon, MmdDaemons
+from tests.support.postfix import Postfix
+from tests.support.processes import reachable_dir
+from tests.support.real_milters import (
     RealMilter,
     start_clamav,
     start_opendkim,
     start_spamassassin,
 )
-from tests.harness.scripted import Recorder, ScriptedMilters
+from tests.support.scripted import Recorder, ScriptedMilters
 
 ScriptedMilterFactory = Callable[..., tuple[str, Recorder]]
 MmdDaemonFactory = Callable[..., MmdDaemon]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cli_runner import run_test_server
-from tests.harness.mmd_daemon import MmdDaemons
+from tests.support.cli_runner import run_test_server
+from tests.support.mmd_daemon import MmdDaemons
 
 CLASSIC = ["--daemon", "--pid-file=/run/milter-manager/milter-manager.pid",
            "--socket-group-name", "mail", "--log-level=all",

@@ -54,7 +54,7 @@ from mmd.protocol.messages import (
 
 pytestmark = pytest.mark.integration
 
-CHILD = Path(__file__).with_name("libmilter_child.py")
+CHILD = Path(__file__).resolve().parents[1] / "support" / "children" / "libmilter_child.py"
 DEBIAN_PYTHON = "/usr/bin/python3"
 
 

@@ -25,8 +25,8 @@ from mmd.adapters.dbus_service import (
     INTERFACE_NAME,
     OBJECT_PATH,
 )
-from tests.dbus_support import REPO, PrivateBus, busctl, dbus_send, name_has_owner, start_bus
-from tests.harness.processes import stop_process
+from tests.support.dbus import REPO, PrivateBus, busctl, dbus_send, name_has_owner, start_bus
+from tests.support.processes import stop_process
 
 CONFIG = """\
 [[milter]]

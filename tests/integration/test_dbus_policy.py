@@ -26,7 +26,7 @@ from mmd.adapters.dbus_service import (
     OBJECT_PATH,
     is_admin,
 )
-from tests.dbus_support import (
+from tests.support.dbus import (
     ACTIVATION_FILE,
     PrivateBus,
     busctl,

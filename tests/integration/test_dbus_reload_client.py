@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbus_support import REPO, PrivateBus, start_bus
-from tests.harness.processes import stop_process
+from tests.support.dbus import REPO, PrivateBus, start_bus
+from tests.support.processes import stop_process
 
 GOOD = '[[milter]]\nname = "opendkim"\nconnection_spec = "inet:18891@127.0.0.1"\n'
 SECOND = GOOD + '\n[[milter]]\nname = "clamav-milter"\nconnection_spec = "inet:17357@127.0.0.1"\n'

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cli_runner import ROOT, run_test_server
-from tests.harness.processes import reachable_dir
+from tests.support.cli_runner import ROOT, run_test_server
+from tests.support.processes import reachable_dir
 
 NOBODY = pwd.getpwnam("nobody")
 TAKEN = Path(f"/tmp/milter-manager-{NOBODY.pw_uid}")

@@ -18,10 +18,10 @@ from collections import Counter
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, DEFAULT_MAX_PACKET_SIZE, Family
-from tests.harness.cli_runner import run_test_server
-from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.cli_runner import run_test_server
 from tests.support.fuzz import mutated_stream
+from tests.support.mmd_daemon import MmdDaemon
 from tests.support.process_stats import open_files, rss_mb
 
 CONNECTIONS = 3000

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.harness.cli_runner import run_test_server
-from tests.harness.postfix import Postfix
-from tests.harness.real_milters import EICAR, EICAR_SIGNATURE, GTUBE, SPAMASS_REJECT, RealMilter
 from tests.integration.conftest import ScriptedMilterFactory
+from tests.support.cli_runner import run_test_server
+from tests.support.postfix import Postfix
+from tests.support.real_milters import EICAR, EICAR_SIGNATURE, GTUBE, SPAMASS_REJECT, RealMilter
 
 # ------------------------------------------------------------ clamav-milter
 

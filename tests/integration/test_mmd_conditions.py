@@ -18,11 +18,11 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from tests.harness.cli_runner import run_test_server
-from tests.harness.mmd_daemon import MmdDaemon
-from tests.harness.postfix import Postfix
-from tests.harness.scripted import Recorder
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.cli_runner import run_test_server
+from tests.support.mmd_daemon import MmdDaemon
+from tests.support.postfix import Postfix
+from tests.support.scripted import Recorder
 
 GREYLIST_CONDITIONS = ["S25R", "Remote Network", "Unauthenticated", "Trusted Domain",
                        "Stress Notify"]

@@ -21,8 +21,6 @@ import pytest
 
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
-from tests.harness.cli_runner import run_test_server
-from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
 from tests.integration.test_server_limits import (
     OFFER,
@@ -31,6 +29,8 @@ from tests.integration.test_server_limits import (
     read_reply,
     start_message,
 )
+from tests.support.cli_runner import run_test_server
+from tests.support.mmd_daemon import MmdDaemon
 from tests.support.process_stats import rss_mb
 
 FALLBACKS = {

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cli_runner import run_test_server
-from tests.harness.dkim_check import DkimError, verify
-from tests.harness.mmd_daemon import MmdDaemon, MmdDaemons
-from tests.harness.postfix import Postfix
-from tests.harness.real_milters import EICAR, EICAR_SIGNATURE, GTUBE, SPAMASS_REJECT, RealMilter
+from tests.support.cli_runner import run_test_server
+from tests.support.dkim_check import DkimError, verify
+from tests.support.mmd_daemon import MmdDaemon, MmdDaemons
+from tests.support.postfix import Postfix
+from tests.support.real_milters import EICAR, EICAR_SIGNATURE, GTUBE, SPAMASS_REJECT, RealMilter
 
 # opendkim signs mail from its InternalHosts only (127.0.0.1 by default)
 LOCAL_CLIENT = ("--connect-host", "localhost", "--connect-address", "inet:2525@[127.0.0.1]")

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.harness.cli_runner import run_test_server
-from tests.harness.mmd_daemon import MmdDaemon
-from tests.harness.postfix import Postfix
-from tests.harness.scripted import STAGES
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.cli_runner import run_test_server
+from tests.support.mmd_daemon import MmdDaemon
+from tests.support.postfix import Postfix
+from tests.support.scripted import STAGES
 
 # the stage names mmd logs, by the scripted child's stage keyword
 LOGGED_STAGE = {

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cli_runner import ROOT
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.cli_runner import ROOT
 from tests.support.docblocks import ShellBlock, shell_blocks
 
 README = ROOT / "README.md"

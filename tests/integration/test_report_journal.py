@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -27,20 +26,7 @@ import pytest
 from mmd.adapters import rrd
 from mmd.report.graphs import all_graphs
 from mmd.report.run import DatabaseReadings
-
-ROOT = Path(__file__).resolve().parents[2]
-JOURNALD = "/lib/systemd/systemd-journald"
-
-SANDBOX = r"""
-set -eu
-mount -t tmpfs tmpfs /run
-if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
-mkdir -p /run/log/journal /run/systemd/journald.conf.d
-mount --bind "$JOURNAL_DIR" /run/log/journal
-printf '%s\n' '[Journal]' Storage=volatile ReadKMsg=no ForwardToSyslog=no ForwardToWall=no \
-  ForwardToConsole=no Audit=no RateLimitBurst=0 > /run/systemd/journald.conf.d/test.conf
-exec "$JOURNALD"
-"""
+from tests.support.journald import ROOT, PrivateJournald
 
 # Runs inside the namespace: the daemon's recorder, the daemon's journal handler.
 WRITER = r"""
@@ -121,55 +107,14 @@ def expected(mix: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class PrivateJournald:
-    def __init__(self, folder: Path) -> None:
-        for tool in ("unshare", "nsenter", "journalctl", "rrdtool"):
-            assert shutil.which(tool), f"{tool} is required"
-        assert os.access(JOURNALD, os.X_OK), f"{JOURNALD} (package systemd) is required"
-        assert os.geteuid() == 0, "the journald sandbox needs root (mount namespaces)"
-        self.directory = folder
-        folder.mkdir()
-        self.log = open(folder.parent / "journald.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX],
-            env=dict(os.environ, JOURNAL_DIR=str(folder), JOURNALD=JOURNALD),
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        socket = Path(f"/proc/{self.process.pid}/root/run/systemd/journal/socket")
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            assert self.process.poll() is None, (folder.parent / "journald.log").read_text()
-            assert time.monotonic() < deadline, "journald did not start"
-            time.sleep(0.02)
-
-    def inside(self, *command: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            ["nsenter", "-t", str(self.process.pid), "-m", *command],
-            input=stdin, capture_output=True, text=True, timeout=60,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def write(self, mix: list[dict[str, Any]]) -> None:
-        self.inside(sys.executable, "-c", WRITER, stdin=json.dumps(mix))
-        self.inside("journalctl", "--sync")
-
-    def rotate(self) -> None:
-        self.inside("journalctl", "--rotate")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+def write(journald: PrivateJournald, mix: list[dict[str, Any]]) -> None:
+    journald.inside(sys.executable, "-c", WRITER, stdin=json.dumps(mix))
+    journald.sync()
 
 
 @pytest.fixture
 def journald(tmp_path: Path) -> Iterator[PrivateJournald]:
+    assert shutil.which("rrdtool"), "rrdtool is required"
     daemon = PrivateJournald(tmp_path / "journal")
     yield daemon
     daemon.stop()
@@ -331,7 +276,7 @@ def test_report_counts_exactly_once_across_runs_and_rotation(
 ) -> None:
     started = int(time.time()) - 120
     first = sessions(1, 30)
-    journald.write(first)
+    write(journald, first)
     now = time.time() + 120  # every minute with entries is over
     summary = report(tmp_path, journald.directory, now)
     assert summary.startswith(f"read {entry_count(first)} entries, 30 sessions (")
@@ -351,9 +296,9 @@ def test_report_counts_exactly_once_across_runs_and_rotation(
 
     # rotation between runs: the archived file still holds the entries after the cursor
     second = sessions(31, 24)
-    journald.write(second[:10])
-    journald.rotate()
-    journald.write(second[10:])
+    write(journald, second[:10])
+    journald.inside("journalctl", "--rotate")
+    write(journald, second[10:])
     archived = list(journald.directory.glob("*/system@*.journal"))
     assert archived, list(journald.directory.rglob("*"))
     later = time.time() + 240
@@ -369,7 +314,7 @@ def test_a_journal_without_statistics_says_what_was_read(
     tmp_path: Path, journald: PrivateJournald
 ) -> None:
     journald.inside("logger", "-t", "someone-else", "not a statistics entry")
-    journald.inside("journalctl", "--sync")
+    journald.sync()
     summary = report(tmp_path, journald.directory, time.time())
     assert summary.startswith("read 0 entries, 0 sessions,")
     assert f"from the journal files in {journald.directory} " \

@@ -19,8 +19,8 @@ import pytest
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Family, Step
-from tests.harness.mmd_daemon import MmdDaemon
 from tests.integration.conftest import MmdDaemonFactory, ScriptedMilterFactory
+from tests.support.mmd_daemon import MmdDaemon
 from tests.support.process_stats import rss_mb
 
 OFFER = encode(m.Negotiate(6, ALL_ACTIONS, ALL_STEPS))

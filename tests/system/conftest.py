@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.container import SystemdContainer
 from tests.support.docblocks import script
-from tests.system.container import SystemdContainer
-from tests.system.guide_setup import GUIDE, restore, run_guide_blocks, set_up
+from tests.support.guide_setup import GUIDE, restore, run_guide_blocks, set_up
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIVATE = "/usr/lib/milter-manager"

@@ -1,5 +1,5 @@
 """Issue 5 acceptance on the REAL system bus of the container: the installed daemon, started by
-its socket unit, serving one child milter (tests/children/scripted_milter.py as a transient
+its socket unit, serving one child milter (tests/support/children/scripted_milter.py as a transient
 unit), driven with ``busctl``/``dbus-send`` as root, as ``nobody`` and as a member of
 ``milter-manager-admin``; docs/dbus.md is the contract for structure (values depend on the run).
 Detection also finds the milters installed on the host (opendkim, spamass-milter, ...): the
@@ -23,9 +23,12 @@ from typing import Any
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, show, wait_for
-from tests.system.probes import manager_entries as entries
+from tests.support.container import SystemdContainer
+from tests.support.dbus import user_policy
+from tests.support.held_session import held_session
+from tests.support.probes import journal_cursor, show, wait_for
+from tests.support.probes import manager_entries as entries
+from tests.support.scripted import CHILD as SCRIPTED_CHILD
 
 pytestmark = pytest.mark.system
 
@@ -69,41 +72,7 @@ connection_spec = "{CHILD_SPEC}"
 
 # A bus policy that lets the user nobody call every method: only the daemon's own check is left.
 OPEN_POLICY = "/etc/dbus-1/system.d/zz-mmd-sysdbus-open.conf"
-OPEN_POLICY_TEXT = f"""\
-<?xml version="1.0"?>
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="nobody">
-    <allow send_destination="{BUS_NAME}"/>
-  </policy>
-</busconfig>
-"""
-
-# An MTA-side client that holds its session open until a line arrives on stdin.
-HOLDING_CLIENT = r"""
-import socket, struct, sys
-def packet(command, data=b""):
-    return struct.pack(">I", len(data) + 1) + command + data
-def reply(sock):
-    head = b""
-    while len(head) < 4:
-        head += sock.recv(4 - len(head))
-    (size,) = struct.unpack(">I", head)
-    body = b""
-    while len(body) < size:
-        body += sock.recv(size - len(body))
-    return body[:1].decode()
-sock = socket.socket(socket.AF_UNIX)
-sock.settimeout(60)
-sock.connect(sys.argv[1])
-sock.sendall(packet(b"O", struct.pack(">III", 6, 0x1FF, 0x1FFFFF)))
-print("negotiate", reply(sock), flush=True)
-sys.stdin.readline()
-sock.sendall(packet(b"Q"))
-sock.close()
-print("quit", flush=True)
-"""
+OPEN_POLICY_TEXT = user_policy("nobody", f'<allow send_destination="{BUS_NAME}"/>')
 
 
 @dataclass
@@ -221,7 +190,7 @@ def bench(installed_mmd: SystemdContainer) -> Iterator[Bench]:
     had_config = saved_config.returncode == 0
     was_active = show(c, SERVICE, "ActiveState")["ActiveState"] == "active"
 
-    c.write_file(CHILD_SCRIPT, (ROOT / "tests" / "children" / "scripted_milter.py").read_text(),
+    c.write_file(CHILD_SCRIPT, SCRIPTED_CHILD.read_text(),
                  mode=0o755)
     c.run(["systemd-run", f"--unit={CHILD_UNIT}", "-p", "RuntimeDirectory=mmd-sysdbus-child",
            "-p", "RuntimeDirectoryMode=0755", "/usr/bin/python3", CHILD_SCRIPT,
@@ -334,21 +303,8 @@ def test_show_config_says_where_each_value_came_from(bench: Bench) -> None:
 
 def test_active_sessions_counts_a_session_in_flight(bench: Bench) -> None:
     c = bench.c
-    c.write_file("/var/tmp/mmd-sysdbus/holding-client.py", HOLDING_CLIENT)
-    client = c.popen(["python3", "/var/tmp/mmd-sysdbus/holding-client.py", MTA_SOCKET],
-                     user="postfix")
-    assert client.stdout is not None and client.stdin is not None
-    try:
-        assert client.stdout.readline().strip() == "negotiate O"
+    with held_session(c, MTA_SOCKET, connect=False):
         assert busctl(c, "get-property", "ActiveSessions").stdout.strip() == "t 1"
-        client.stdin.write("\n")
-        client.stdin.flush()
-        assert client.stdout.readline().strip() == "quit"
-        assert client.wait(timeout=30) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     wait_for(lambda: busctl(c, "get-property", "ActiveSessions").stdout.strip() == "t 0",
              "the session to end")
 

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, show, wait_for
-from tests.system.probes import manager_entries as entries
+from tests.support.container import SystemdContainer
+from tests.support.dbus import user_policy
+from tests.support.probes import journal_cursor, show, wait_for
+from tests.support.probes import manager_entries as entries
 
 pytestmark = pytest.mark.system
 
@@ -180,16 +181,7 @@ def test_reload_with_and_without_dbus(manager: SystemdContainer) -> None:
 LATE_USER = "mmd-late-user"
 LATE_UNIT = "mmd-late-daemon.service"
 LATE_POLICY = "/etc/dbus-1/system.d/zz-mmd-late-user.conf"
-LATE_POLICY_TEXT = f"""\
-<?xml version="1.0"?>
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="{LATE_USER}">
-    <allow own="{BUS_NAME}"/>
-  </policy>
-</busconfig>
-"""
+LATE_POLICY_TEXT = user_policy(LATE_USER, f'<allow own="{BUS_NAME}"/>')
 
 
 def test_the_user_created_after_the_bus_read_the_policy(manager: SystemdContainer) -> None:

@@ -4,7 +4,7 @@ throwaway container), used by the socket-activated daemon, followed through
 ``systemctl disable/enable`` + ``systemctl reload milter-manager``, and one unreadable milter
 configuration costing one journal line while the other milters keep working.
 
-Set-up and restoration of the packages: tests/system/mail_packages.py.
+Set-up and restoration of the packages: tests/support/mail_packages.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.mail_packages import (
+from tests.support.container import SystemdContainer
+from tests.support.mail_packages import (
     OPENDKIM_CONF,
     SERVICE,
     MailHost,

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.mail_packages import SERVICE, MailHost
-from tests.system.probes import wait_for
+from tests.support.container import SystemdContainer
+from tests.support.mail_packages import SERVICE, MailHost
+from tests.support.probes import wait_for
 
 pytestmark = pytest.mark.system
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, manager_entries, show, wait_for
+from tests.support.container import SystemdContainer
+from tests.support.probes import journal_cursor, manager_entries, show, wait_for
 
 pytestmark = pytest.mark.system
 

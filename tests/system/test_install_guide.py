@@ -19,9 +19,9 @@ from collections import Counter
 
 import pytest
 
+from tests.support.container import SystemdContainer
 from tests.support.docblocks import runnable
-from tests.system.container import SystemdContainer
-from tests.system.guide_setup import (
+from tests.support.guide_setup import (
     CHROOT_DROPIN,
     CHROOT_EXAMPLE,
     DKIM_DOMAIN,
@@ -41,7 +41,7 @@ from tests.system.guide_setup import (
     SPAMASSASSIN_NO_DNS,
     GuideHost,
 )
-from tests.system.probes import wait_for
+from tests.support.probes import wait_for
 
 pytestmark = pytest.mark.system
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, show, wait_for
-from tests.system.probes import manager_entries as entries
+from tests.support.container import SystemdContainer
+from tests.support.held_session import held_session, mta_session
+from tests.support.probes import journal_cursor, show, wait_for
+from tests.support.probes import manager_entries as entries
 
 pytestmark = pytest.mark.system
 
@@ -24,45 +25,8 @@ SERVICE = "milter-manager.service"
 SOCKET_UNIT = "milter-manager.socket"
 SOCKET = "/run/milter-manager/milter-manager.sock"
 
-# An MTA-side client (Postfix's part): negotiate, connect, optionally hold the session open
-# until a line arrives on stdin, then quit. Prints one line per reply.
-CLIENT = r"""
-import socket, struct, sys
-def packet(command, data=b""):
-    return struct.pack(">I", len(data) + 1) + command + data
-def receive(sock):
-    def exactly(size):
-        data = b""
-        while len(data) < size:
-            chunk = sock.recv(size - len(data))
-            if not chunk:
-                raise EOFError("closed by the milter")
-            data += chunk
-        return data
-    (size,) = struct.unpack(">I", exactly(4))
-    body = exactly(size)
-    return body[:1].decode()
-sock = socket.socket(socket.AF_UNIX)
-sock.settimeout(60)
-sock.connect(sys.argv[1])
-sock.sendall(packet(b"O", struct.pack(">III", 6, 0x1FF, 0x1FFFFF)))
-print("negotiate", receive(sock), flush=True)
-sock.sendall(packet(b"C", b"mx.example.net\0" + b"4" + struct.pack(">H", 50443)
-                    + b"192.168.123.123\0"))
-print("connect", receive(sock), flush=True)
-if len(sys.argv) > 2 and sys.argv[2] == "hold":
-    print("in-session", flush=True)
-    sys.stdin.readline()
-sock.sendall(packet(b"Q"))
-sock.close()
-print("quit", flush=True)
-"""
-
-
 def session(c: SystemdContainer, user: str = "postfix") -> list[str]:
-    c.write_file("/var/tmp/mmd-mta-client.py", CLIENT)
-    result = c.run(["python3", "/var/tmp/mmd-mta-client.py", SOCKET], user=user, timeout=120)
-    return result.stdout.splitlines()
+    return mta_session(c, SOCKET, user)
 
 
 def ensure_running(c: SystemdContainer) -> dict[str, str]:
@@ -151,25 +115,11 @@ def test_reload_returns_after_the_reload(manager: SystemdContainer) -> None:
 def test_session_opened_before_a_reload_completes(manager: SystemdContainer) -> None:
     c = manager
     before = ensure_running(c)
-    c.write_file("/var/tmp/mmd-mta-client.py", CLIENT)
-    client = c.popen(["python3", "/var/tmp/mmd-mta-client.py", SOCKET, "hold"], user="postfix")
-    assert client.stdout is not None and client.stdin is not None
-    try:
-        assert client.stdout.readline().strip() == "negotiate O"
-        assert client.stdout.readline().startswith("connect ")
-        assert client.stdout.readline().strip() == "in-session"
+    # the session that started with the old generation goes on to its end
+    with held_session(c, SOCKET):
         cursor = journal_cursor(c)
         c.run(["systemctl", "reload", SERVICE], timeout=130)
         assert [e["MMD_STATUS"] for e in entries(c, cursor, MMD_EVENT="reload")] == ["success"]
-        # the session that started with the old generation goes on to its end
-        client.stdin.write("\n")
-        client.stdin.flush()
-        assert client.stdout.readline().strip() == "quit"
-        assert client.wait(timeout=30) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     assert show(c, SERVICE, "MainPID")["MainPID"] == before["MainPID"]
     assert session(c)[0] == "negotiate O"  # and new sessions are served
 
@@ -226,13 +176,7 @@ def test_restart_on_failure_keeps_the_socket(manager: SystemdContainer) -> None:
 def test_stop_during_a_session_is_graceful(manager: SystemdContainer) -> None:
     c = manager
     ensure_running(c)
-    c.write_file("/var/tmp/mmd-mta-client.py", CLIENT)
-    client = c.popen(["python3", "/var/tmp/mmd-mta-client.py", SOCKET, "hold"], user="postfix")
-    assert client.stdout is not None and client.stdin is not None
-    try:
-        assert client.stdout.readline().strip() == "negotiate O"
-        assert client.stdout.readline().startswith("connect ")
-        assert client.stdout.readline().strip() == "in-session"
+    with held_session(c, SOCKET):
         c.run(["systemctl", "stop", "--no-block", SERVICE])
         wait_for(
             lambda: show(c, SERVICE, "ActiveState")["ActiveState"] != "active",
@@ -241,14 +185,6 @@ def test_stop_during_a_session_is_graceful(manager: SystemdContainer) -> None:
         time.sleep(1)
         # the session in flight is allowed to finish: the daemon waits, it does not cut it
         assert show(c, SERVICE, "ActiveState")["ActiveState"] == "deactivating"
-        client.stdin.write("\n")
-        client.stdin.flush()
-        assert client.stdout.readline().strip() == "quit"
-        assert client.wait(timeout=30) == 0
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
     wait_for(lambda: show(c, SERVICE, "ActiveState")["ActiveState"] == "inactive", "the stop")
     result = show(c, SERVICE, "Result", "ExecMainStatus", "ExecMainCode")
     assert result["Result"] == "success"

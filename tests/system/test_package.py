@@ -1,6 +1,6 @@
 """The Debian package's life cycle in the systemd test container (issue 12, item 2).
 
-The host is the install guide's (tests/system/guide_setup.py): Postfix with mmd's socket in
+The host is the install guide's (tests/support/guide_setup.py): Postfix with mmd's socket in
 smtpd_milters, spamass-milter, clamav-milter, opendkim and the greylist stand-in, each
 configured and started by its own unit. On it: purge the package (configuration, user and
 SELinux module go), ``apt install`` the guide's .deb and nothing else (the socket listens,
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import ROOT, build_deb, stage_deb
-from tests.system.container import SystemdContainer
-from tests.system.guide_setup import (
+from tests.support.container import SystemdContainer
+from tests.support.guide_setup import (
     MANAGER,
     MANAGER_SOCKET,
     MANAGER_SOCKET_UNIT,
     GuideHost,
     run_guide_blocks,
 )
-from tests.system.probes import wait_for
+from tests.support.probes import wait_for
+from tests.system.conftest import ROOT, build_deb, stage_deb
 
 pytestmark = pytest.mark.system
 

@@ -4,8 +4,8 @@ shipped milter-manager-report.service (hardened, as user milter-manager with the
 group) counts the journal into RRD databases and a Prometheus file, which must match the mix
 exactly.
 
-The children are libmilter processes (tests/children/scripted_milter.py) started as transient
-units. Which child does what is keyed on the envelope, with the script's "match" feature:
+The children are libmilter processes (tests/support/children/scripted_milter.py) started as
+transient units. Which child does what is keyed on the envelope, with the script's "match" feature:
 
 - ``report-reject``, ``report-tempfail``, ``report-discard`` reject, tempfail, discard at
   envelope-recipient when the recipient contains ``reject@``, ``tempfail@``, ``discard@``, and
@@ -32,18 +32,15 @@ import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.system.container import SystemdContainer
-from tests.system.probes import journal_cursor, wait_for
+from tests.support.container import SystemdContainer
+from tests.support.probes import journal_cursor, wait_for
+from tests.support.scripted import CHILD as SCRIPTED_CHILD
 
 pytestmark = pytest.mark.system
-
-ROOT = Path(__file__).resolve().parents[2]
-CHILD_SCRIPT = ROOT / "tests" / "children" / "scripted_milter.py"
 
 MTA_SOCKET = "unix:/run/milter-manager/milter-manager.sock"
 SERVICE = "milter-manager.service"
@@ -338,7 +335,7 @@ def mix_setup(installed_mmd: SystemdContainer) -> Iterator[SystemdContainer]:
         # the children, as transient units, sockets reachable by user milter-manager
         c.run(["mkdir", "-p", CHILD_DIR])
         c.run(["chmod", "0777", CHILD_DIR])
-        c.write_file(f"{CHILD_DIR}/scripted_milter.py", CHILD_SCRIPT.read_text(), mode=0o755)
+        c.write_file(f"{CHILD_DIR}/scripted_milter.py", SCRIPTED_CHILD.read_text(), mode=0o755)
         for (name, script), unit in zip(child_scripts().items(), children, strict=True):
             c.write_file(f"{CHILD_DIR}/{name}.json", json.dumps(script))
             c.run(["systemd-run", f"--unit={unit}", "--collect", "--quiet",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.container import SystemdContainer
+from tests.support.container import SystemdContainer
 
 pytestmark = pytest.mark.system
 

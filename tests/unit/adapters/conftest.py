@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.dbus_support import LoopThread, PrivateBus, start_bus
+from tests.support.dbus import LoopThread, PrivateBus, start_bus
 
 
 @pytest.fixture(scope="module")

@@ -15,29 +15,17 @@ import pytest
 
 from mmd.adapters.control_link import ControlLink, RetryPauses
 from mmd.adapters.dbus_service import BUS_NAME
-from tests.dbus_support import (
+from tests.support.dbus import (
     FakeControl,
     LoopThread,
     PrivateBus,
     busctl,
     name_has_owner,
     start_bus,
+    user_policy,
 )
 
 FAST = RetryPauses(first=0.05, longest=0.2)
-
-# Lets the test's own user own the name: the shipped policy grants it to milter-manager only.
-OWN_POLICY = """\
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="{user}">
-    <allow own="{name}"/>
-    <allow send_destination="{name}"/>
-  </policy>
-</busconfig>
-"""
-
 
 @pytest.fixture
 def loop() -> Iterator[LoopThread]:
@@ -77,7 +65,9 @@ def test_the_name_is_taken_once_the_policy_allows_it(
             time.sleep(0.5)  # several refused attempts
             assert not owned(bus)
             user = pwd.getpwuid(os.geteuid()).pw_name
-            (policies / "own.conf").write_text(OWN_POLICY.format(user=user, name=BUS_NAME))
+            # the test's own user may own the name (the shipped policy: milter-manager only)
+            (policies / "own.conf").write_text(user_policy(
+                user, f'<allow own="{BUS_NAME}"/>', f'<allow send_destination="{BUS_NAME}"/>'))
             busctl(bus.address, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
                    "org.freedesktop.DBus", "ReloadConfig")  # fmt: skip
             wait_until(lambda: owned(bus), "the name to be taken")

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from mmd.adapters.dbus_service import BUS_NAME, RefusalLog, export_control
-from tests.dbus_support import FakeControl, LoopThread, PrivateBus, dbus_send
+from tests.support.dbus import FakeControl, LoopThread, PrivateBus, dbus_send
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
 

@@ -30,7 +30,7 @@ from mmd.adapters.dbus_service import (
     is_admin,
 )
 from mmd.control import Statistics
-from tests.dbus_support import (
+from tests.support.dbus import (
     DOCS_FILE,
     INTROSPECTION_FILE,
     SHOW_CONFIG_TEXT,

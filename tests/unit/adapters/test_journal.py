@@ -1,17 +1,13 @@
-"""Journal logging: field repair, the journal/stderr choice, and entries read back from a real
-journald running in a private mount namespace (tmpfs over /run, Storage=volatile), so the
-host's journal is never touched."""
+"""Journal logging: field repair and the journal/stderr choice (entries read back from a real
+journald: tests/integration/test_journal_entries.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,85 +22,6 @@ from mmd.adapters.journal import (
 )
 
 ROOT = Path(__file__).resolve().parents[3]
-JOURNALD = "/lib/systemd/systemd-journald"
-
-SANDBOX = r"""
-set -eu
-mount -t tmpfs tmpfs /run
-if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
-mkdir -p /run/systemd/journald.conf.d /run/systemd/journal
-printf '%s\n' '[Journal]' Storage=volatile ReadKMsg=no ForwardToSyslog=no ForwardToWall=no \
-  ForwardToConsole=no Audit=no > /run/systemd/journald.conf.d/test.conf
-"$JOURNALD" & journald=$!
-trap 'kill "$journald" 2>/dev/null || true' EXIT
-i=0
-while [ ! -S /run/systemd/journal/socket ]; do
-  i=$((i + 1)); [ "$i" -lt 200 ] || { echo "journald did not start" >&2; exit 3; }
-  sleep 0.02
-done
-status=0
-"$@" >&2 || status=$?
-[ "$status" = 0 ] || { echo "the logging script failed with $status" >&2; exit "$status"; }
-kill "$journald"; wait "$journald" || true
-journalctl -D /run/log/journal -o json --all --no-pager SYSLOG_IDENTIFIER=milter-manager
-"""
-
-LOGGING_SCRIPT = r"""
-import logging
-from mmd.adapters.journal import setup_logging
-setup_logging(verbose=True, use_journal=True)
-log = logging.getLogger("mmd.test")
-log.info("[session][end][end-of-message][accept][0.125](7)", extra={"fields": {
-    "MMD_EVENT": "session-end", "MMD_SESSION_ID": 7, "MMD_STATUS": "accept",
-    "MMD_ELAPSED": "0.125", "mmd_stage": "end-of-message", "9LIVES": "x",
-    "_PID": "1", "MESSAGE": "overwritten", "MMD_REASON": None}})
-log.debug("a debug line")
-log.error("an error")
-try:
-    raise ValueError("boom")
-except ValueError:
-    log.exception("failed")
-"""
-
-
-def journal_entries(script: str) -> list[dict[str, Any]]:
-    """Run ``script`` under a private journald and return its milter-manager entries."""
-    for tool in ("unshare", "journalctl"):
-        assert shutil.which(tool), f"{tool} is required"
-    assert os.access(JOURNALD, os.X_OK), f"{JOURNALD} (package systemd) is required"
-    assert os.geteuid() == 0, "the journald sandbox needs root (mount namespaces)"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JOURNALD=JOURNALD)
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", SANDBOX, "sandbox",
-         sys.executable, "-c", script],
-        env=env, capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
-def test_entries_in_a_real_journal() -> None:
-    entries = journal_entries(LOGGING_SCRIPT)
-    by_message = {str(e["MESSAGE"]).split("\n")[0]: e for e in entries}
-    end = by_message["[session][end][end-of-message][accept][0.125](7)"]
-    assert end["SYSLOG_IDENTIFIER"] == "milter-manager"
-    assert end["SYSLOG_FACILITY"] == "2"
-    assert end["PRIORITY"] == "6"
-    assert end["MMD_EVENT"] == "session-end"
-    assert end["MMD_SESSION_ID"] == "7"
-    assert end["MMD_STATUS"] == "accept"
-    assert end["MMD_ELAPSED"] == "0.125"
-    assert end["MMD_STAGE"] == "end-of-message"  # lower case repaired
-    assert end["LIVES"] == "x"  # a leading digit would make journald drop the field
-    assert end["PID"] == "1"  # a leading "_" would claim a trusted field
-    assert end["_PID"] != "1"  # journald's own, trusted
-    assert "MMD_REASON" not in end
-    assert end["LOGGER"] == "mmd.test"
-    assert by_message["a debug line"]["PRIORITY"] == "7"
-    assert by_message["an error"]["PRIORITY"] == "3"
-    failed = by_message["failed"]
-    assert failed["PRIORITY"] == "3"
-    assert "ValueError: boom" in failed["MESSAGE"]
 
 
 def test_field_name_repair() -> None:

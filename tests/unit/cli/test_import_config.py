@@ -4,21 +4,20 @@ host has installed (entries for undetected milters without connection_spec are c
 from __future__ import annotations
 
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from mmd.config.import_ruby import import_ruby_config
+from tests.support.cli_runner import run_manager
 
 ROOT = Path(__file__).resolve().parents[3]
 CLASSIC = ROOT / "tests" / "unit" / "config" / "data" / "milter-manager.local.conf"
 
 
 def manager(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mmd.cli.manager", *args],
-                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    return run_manager(*args, cwd=ROOT)
 
 
 @pytest.mark.parametrize("detect", [False, True])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmd.cli.manager import default_connection_spec, private_socket_root
-from tests.unit.cli.test_manager_cli import run
+from tests.support.cli_runner import run_manager as run
 
 
 def test_show_config_refuses_an_unknown_applicable_condition(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmd.config.loader import ConfigError, load_configuration
-from tests.unit.config.test_config_unreadable_dir import effective_user
+from tests.support.users import effective_user
 
 TIMEOUT_KEYS = [
     ("manager", "shutdown_timeout"),

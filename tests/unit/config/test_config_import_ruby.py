@@ -10,7 +10,7 @@ import pytest
 from mmd.config.import_ruby import import_ruby_config
 from mmd.config.loader import load_configuration
 from mmd.config.model import Status
-from mmd.detection.model import DetectedMilter
+from tests.support.detected import detected_milter
 
 DATA = Path(__file__).parent / "data" / "milter-manager.local.conf"
 NAME = "milter-manager.local.conf"
@@ -74,11 +74,8 @@ def test_not_converted_report() -> None:
 def test_converted_file_loads_with_detected_milters(tmp_path: Path) -> None:
     text, _ = _import()
     (tmp_path / "milter-manager.toml").write_text(text, encoding="utf-8")
-    detected = [
-        DetectedMilter(name=name, connection_spec=f"unix:/run/{name}.sock", enabled=True,
-                       unit=f"{name}.service", origin=f"detected: {name}.service")
-        for name in ("clamav-milter", "milter-greylist", "opendkim")
-    ]
+    detected = [detected_milter(name, f"unix:/run/{name}.sock")
+                for name in ("clamav-milter", "milter-greylist", "opendkim")]
     config = load_configuration(tmp_path, detected)
     assert [m.name for m in config.milters] == [
         "clamav-milter", "milter-greylist", "opendkim", "spamass-milter", "old-milter"]

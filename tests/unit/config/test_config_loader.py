@@ -16,20 +16,13 @@ from mmd.config.model import (
     Status,
 )
 from mmd.detection.model import DetectedMilter
+from tests.support.detected import OPENDKIM, detected_milter
 
-OPENDKIM = DetectedMilter(
-    name="opendkim",
-    connection_spec="local:/run/opendkim/opendkim.sock",
-    enabled=True,
-    unit="opendkim.service",
-    origin="detected: opendkim.service, /etc/opendkim.conf",
-)
-GREYLIST = DetectedMilter(
-    name="milter-greylist",
-    connection_spec="unix:/var/run/milter-greylist/milter-greylist.sock",
+GREYLIST = detected_milter(
+    "milter-greylist",
+    "unix:/var/run/milter-greylist/milter-greylist.sock",
+    "/etc/milter-greylist/greylist.conf",
     enabled=False,
-    unit="milter-greylist.service",
-    origin="detected: milter-greylist.service, /etc/milter-greylist/greylist.conf",
     applicable_conditions=("S25R",),
     description="greylisting",
     extra_timeout=125.0,

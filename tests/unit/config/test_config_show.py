@@ -9,15 +9,7 @@ from pathlib import Path
 from mmd.config.loader import apply_overrides, load_configuration
 from mmd.config.model import Configuration
 from mmd.config.show import format_value, render_show_config
-from mmd.detection.model import DetectedMilter
-
-OPENDKIM = DetectedMilter(
-    name="opendkim",
-    connection_spec="local:/run/opendkim/opendkim.sock",
-    enabled=True,
-    unit="opendkim.service",
-    origin="detected: opendkim.service, /etc/opendkim.conf",
-)
+from tests.support.detected import OPENDKIM
 
 CONFIG = """\
 [manager]

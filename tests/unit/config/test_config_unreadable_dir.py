@@ -8,30 +8,14 @@ gets temporary-failure until a reload succeeds).
 
 from __future__ import annotations
 
-import os
-import pwd
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from mmd.config.loader import ConfigError, load_configuration
-from mmd.detection.model import DetectedMilter
-
-
-@contextmanager
-def effective_user(name: str) -> Iterator[None]:
-    assert os.geteuid() == 0, "this test switches the effective user: it needs root"
-    user = pwd.getpwnam(name)
-    os.setegid(user.pw_gid)
-    os.seteuid(user.pw_uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
+from tests.support.detected import detected_milter
+from tests.support.users import effective_user
 
 
 def test_unreadable_config_folder_is_a_problem() -> None:
@@ -40,13 +24,8 @@ def test_unreadable_config_folder_is_a_problem() -> None:
         config_dir = Path(scratch) / "milter-manager"
         config_dir.mkdir(mode=0o700)
         (config_dir / "milter-manager.toml").write_text('[manager]\nchunk_size = 4096\n')
-        detected = DetectedMilter(
-            name="opendkim",
-            connection_spec="unix:/run/opendkim/opendkim.sock",
-            enabled=True,
-            unit="opendkim.service",
-            origin="detected: opendkim.service, /etc/opendkim.conf",
-        )
+        detected = detected_milter("opendkim", "unix:/run/opendkim/opendkim.sock",
+                                   "/etc/opendkim.conf")
         with effective_user("nobody"), pytest.raises(ConfigError) as raised:
             load_configuration(config_dir, [detected])
     (problem,) = raised.value.problems

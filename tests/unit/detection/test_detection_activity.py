@@ -17,6 +17,7 @@ from mmd.detection.activity import changes, inactive_milters, take_out_inactive
 from mmd.detection.detect import detect
 from mmd.detection.model import DetectedMilter
 from mmd.detection.units import UnitState, not_running
+from tests.support.detected import detected_milter
 from tests.unit.detection.detection_fakes import FakeUnits, debian_root
 
 
@@ -47,11 +48,10 @@ def test_detection_marks_only_enabled_units(tmp_path: Path) -> None:
     assert found["milter-greylist"].inactive == ""  # disabled: not "inactive", just off
 
 
-OPENDKIM = DetectedMilter(
-    name="opendkim", connection_spec="unix:/run/opendkim/opendkim.sock", enabled=True,
-    unit="opendkim.service", origin="detected: opendkim.service, /etc/opendkim.conf",
+OPENDKIM = detected_milter(
+    "opendkim", "unix:/run/opendkim/opendkim.sock", "/etc/opendkim.conf",
     active_state="failed", unit_file_state="enabled", inactive="opendkim.service is failed",
-)  # fmt: skip
+)
 
 
 def _options(config_dir: Path, *detected: DetectedMilter) -> Options:

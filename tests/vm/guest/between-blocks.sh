@@ -3,7 +3,7 @@
 # "# @@ NAME" lines and puts each piece where the guide has it.
 
 # @@ postfix-test (step 6: what the test sets before the guide's block, as in
-# tests/system/guide_setup.py: one virtual mailbox, loopback only, XCLIENT; the compatibility
+# tests/support/guide_setup.py: one virtual mailbox, loopback only, XCLIENT; the compatibility
 # level comes from the guide's own block)
 touch /etc/postfix/main.cf
 useradd --system --home-dir /var/mail/vhosts --shell /usr/sbin/nologin vmail

@@ -1,4 +1,4 @@
-"""Scripted child milters (tests/children/scripted_milter.py) started per test.
+"""Scripted child milters (tests/support/children/scripted_milter.py) started per test.
 
 ``ScriptedMilters.start(**behaviour)`` returns the child's connection spec and a
 ``Recorder`` that reads what the child saw (events, arguments, macros).
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.processes import Daemon, reachable_dir
+from tests.support.processes import Daemon, reachable_dir
 
-CHILD = Path(__file__).resolve().parent.parent / "children" / "scripted_milter.py"
+CHILD = Path(__file__).resolve().parent / "children" / "scripted_milter.py"
 # python3-milter exists only for Debian's interpreter
 SYSTEM_PYTHON = "/usr/bin/python3"
 STAGES = ("connect", "helo", "envfrom", "envrcpt", "data", "header", "eoh", "body", "eom")

@@ -1,6 +1,6 @@
 """Real dbus-daemon instances and a fake Control for the D-Bus adapter's tests and docs.
 
-``python -m tests.dbus_support serve ADDRESS`` runs the adapter over the fake
+``python -m tests.support.dbus serve ADDRESS`` runs the adapter over the fake
 Control on ADDRESS until stdin closes (the policy tests start it as the user
 ``milter-manager``; docs/dbus.md's outputs come from it too).
 """
@@ -8,17 +8,14 @@ Control on ADDRESS until stdin closes (the policy tests start it as the user
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +24,10 @@ from typing import Any, TypeVar
 from mmd.config.loader import load_configuration
 from mmd.config.show import render_show_config
 from mmd.control import InvalidConfiguration, MilterInfo, MilterStatistics, NoSuchMilter, Statistics
-from mmd.detection.model import DetectedMilter
+from tests.support.detected import detected_milter
+from tests.support.processes import reap, stop_pid
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DBUS_DIR = REPO / "dbus"
 POLICY_FILE = DBUS_DIR / "org.miltermanager.Manager1.conf"
 INTROSPECTION_FILE = DBUS_DIR / "org.miltermanager.Manager1.xml"
@@ -46,13 +44,8 @@ connection_spec = "inet:8891@127.0.0.1"
 applicable_conditions = ["authentication"]
 """
 
-SAMPLE_DETECTED = DetectedMilter(
-    name="clamav-milter",
-    connection_spec="unix:/run/clamav/clamav-milter.ctl",
-    enabled=True,
-    unit="clamav-milter.service",
-    origin="detected: clamav-milter.service, /etc/clamav/clamav-milter.conf",
-)
+SAMPLE_DETECTED = detected_milter("clamav-milter", "unix:/run/clamav/clamav-milter.ctl",
+                                  "/etc/clamav/clamav-milter.conf")
 
 
 def sample_show_config() -> str:
@@ -211,6 +204,20 @@ class FakeControl:
 
 # -- private buses -------------------------------------------------------------
 
+POLICY_DOCTYPE = """\
+<?xml version="1.0"?>
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+"""
+
+
+def user_policy(user: str, *rules: str) -> str:
+    """A policy file (system.d) granting ``user`` the ``rules`` (``<allow own="..."/>``)."""
+    lines = "".join(f"    {rule}\n" for rule in rules)
+    return (f"{POLICY_DOCTYPE}<busconfig>\n  <policy user=\"{user}\">\n{lines}  </policy>\n"
+            "</busconfig>\n")
+
+
 SESSION_CONFIG = """\
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -266,11 +273,7 @@ class PrivateBus:
     directory: Path
 
     def stop(self, keep: bool = False) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        stop_pid(self.pid, 5)
         if keep:
             (self.directory / "bus").unlink(missing_ok=True)
         else:
@@ -394,7 +397,7 @@ def dbus_send(
 def start_fake_daemon(address: str, user: str | None = None) -> subprocess.Popen[str]:
     """The adapter over a FakeControl in a child process, running as USER."""
     process = subprocess.Popen(
-        [*as_user(user), sys.executable, "-m", "tests.dbus_support", "serve", address],
+        [*as_user(user), sys.executable, "-m", "tests.support.dbus", "serve", address],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdin=subprocess.PIPE,
@@ -413,11 +416,7 @@ def start_fake_daemon(address: str, user: str | None = None) -> subprocess.Popen
 def stop_fake_daemon(process: subprocess.Popen[str]) -> None:
     assert process.stdin is not None
     process.stdin.close()
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
+    reap(process, 5)
 
 
 async def _serve(address: str) -> None:
@@ -434,7 +433,7 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "serve":
         asyncio.run(_serve(argv[1]))
         return 0
-    print("usage: python -m tests.dbus_support serve ADDRESS", file=sys.stderr)
+    print("usage: python -m tests.support.dbus serve ADDRESS", file=sys.stderr)
     return 2
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests.harness.processes import (
+from tests.support.processes import (
     Daemon,
     DaemonError,
     free_tcp_port,

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.system import probes
-from tests.system.container import SystemdContainer
+from tests.support import probes
+from tests.support.container import SystemdContainer
 
 SERVICE = "milter-manager.service"
 SOCKET_UNIT = "milter-manager.socket"
@@ -44,7 +44,7 @@ CLAMD_DROPIN = "/run/systemd/system/clamav-daemon.service.d/mmd-test-no-cvd.conf
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 OPENDKIM_ADDITIONS = f"""
-# Added by mmd's system tests (tests/system/mail_packages.py)
+# Added by mmd's system tests (tests/support/mail_packages.py)
 Domain\t\t\t{DKIM_DOMAIN}
 Selector\t\t{DKIM_SELECTOR}
 KeyFile\t\t\t{OPENDKIM_KEYS}/{DKIM_SELECTOR}.private

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness.cli_runner import ROOT
-from tests.harness.processes import DaemonError, reachable_dir, read_tail
+from tests.support.cli_runner import ROOT
+from tests.support.processes import DaemonError, reachable_dir, read_tail, reap
 
 READY_LINE = "ready: "
 RELOADED_LINE = "reloaded: "
@@ -138,11 +138,7 @@ class MmdDaemon:
         if not self.stopped:
             self.stopped = True
             self.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            reap(self.process, timeout)
         code = self.process.returncode
         assert code is not None
         return code

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.system.container import SystemdContainer
+from tests.support.container import SystemdContainer
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:

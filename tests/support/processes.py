@@ -114,6 +114,12 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     """SIGTERM to a child we started, then SIGKILL if it is still there after ``timeout``."""
     if process.poll() is None:
         process.terminate()
+    reap(process, timeout)
+
+
+def reap(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Wait for a child that was asked to end (a signal, its stdin closed); SIGKILL it if it is
+    still there after ``timeout``."""
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -127,19 +133,33 @@ def kill_pid_file(path: Path, timeout: float = 10.0) -> None:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return
+    stop_pid(pid, timeout)
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM to a process we started that is not our child (it forked), then SIGKILL if it
+    is still there after ``timeout``."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if pid_ended(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def pid_ended(pid: int) -> bool:
+    """Gone, or a zombie: it has ended and only waits for its reaper, which is not us (a
+    container's PID 1 may take a second or more to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def reachable_dir(path: Path) -> Path:

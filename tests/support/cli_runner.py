@@ -1,4 +1,5 @@
-"""Run milter-test-server as users do (a separate process), from this checkout."""
+"""Run milter-test-server and milter-manager as users do (a separate process), from this
+checkout."""
 
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ def run_test_server(*args: str, timeout: float = 60.0) -> ToolRun:
     done = subprocess.run([sys.executable, "-m", "mmd.cli.test_server", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, check=False)
     return ToolRun(done.returncode, done.stdout, done.stderr)
+
+
+def run_manager(*args: str, timeout: float = 120.0,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """milter-manager with ``args``; its exit status and output, whatever they are."""
+    return subprocess.run([sys.executable, "-m", "mmd.cli.manager", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)

@@ -26,12 +26,13 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from tests.harness.postfix import SwaksResult
-from tests.harness.real_milters import EICAR, GTUBE, SPAMASS_REJECT
+from tests.support import probes
+from tests.support.container import SystemdContainer
 from tests.support.docblocks import script
-from tests.system import probes
-from tests.system.container import SystemdContainer
-from tests.system.probes import wait_for
+from tests.support.postfix import SwaksResult
+from tests.support.probes import wait_for
+from tests.support.real_milters import EICAR, GTUBE, SPAMASS_REJECT
+from tests.support.scripted import CHILD as SCRIPTED_CHILD
 
 __all__ = ["EICAR", "GTUBE", "SPAMASS_REJECT", "Backup", "GuideHost", "restore", "set_up"]
 
@@ -172,7 +173,7 @@ def configure_opendkim(c: SystemdContainer) -> None:
 
 def install_greylist_standin(c: SystemdContainer) -> None:
     """A scripted child under milter-greylist's unit name, socket and configuration file."""
-    c.write_file(GREYLIST_SCRIPT, (ROOT / "tests" / "children" / "scripted_milter.py").read_text(),
+    c.write_file(GREYLIST_SCRIPT, SCRIPTED_CHILD.read_text(),
                  mode=0o755)
     c.write_file(GREYLIST_CONFIG, f'# milter-greylist stand-in\nsocket "{GREYLIST_SOCKET}"\n')
     script = json.dumps({
