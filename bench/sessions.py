@@ -559,7 +559,11 @@ class Processes:
         for path in self.child_paths:
             wait_for_socket(path, self.children)
 
-    def start_mmd(self, profile_to: str = "") -> subprocess.Popen[bytes]:
+    def start_mmd(
+        self, profile_to: str = "", wrapper: tuple[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """mmd as configured; ``wrapper`` = (a script run as ``python -c`` that runs
+        mmd.cli.manager itself, the file it writes), ``profile_to`` the cProfile one."""
         config = self.folder / "config"
         config.mkdir(exist_ok=True)
         lines = ["[manager]", f'connection_spec = "unix:{self.mmd_path}"', ""]
@@ -568,7 +572,9 @@ class Processes:
         (config / "milter-manager.toml").write_text("\n".join(lines))
         arguments = ["-c", str(config), "--no-detection", "--no-dbus"]
         if profile_to:
-            command = [sys.executable, "-c", _PROFILED_MMD, profile_to, *arguments]
+            wrapper = (_PROFILED_MMD, profile_to)
+        if wrapper is not None:
+            command = [sys.executable, "-c", wrapper[0], wrapper[1], *arguments]
         else:
             command = [sys.executable, "-m", "mmd.cli.manager", *arguments]
         environment = dict(os.environ, PYTHONPATH=str(REPO))
