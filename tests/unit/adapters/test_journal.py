@@ -83,9 +83,15 @@ def test_journal_choice() -> None:
     assert not should_use_journal("1:3", identity, None, True)
 
 
-def test_setup_logging_uses_stderr_outside_systemd() -> None:
+def outside_systemd(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter that systemd did not start (logging to stderr)."""
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "INVOCATION_ID")}
     env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=True)
+
+
+def test_setup_logging_uses_stderr_outside_systemd() -> None:
     script = (
         "import logging\n"
         "from mmd.adapters.journal import setup_logging\n"
@@ -94,6 +100,45 @@ def test_setup_logging_uses_stderr_outside_systemd() -> None:
         "logging.getLogger('mmd.x').info('hello', extra={'fields': {'MMD_EVENT': 'reload'}})\n"
         "logging.getLogger('mmd.x').debug('hidden')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, check=True)
+    result = outside_systemd(script)
     assert result.stderr == "INFO mmd.x: hello MMD_EVENT=reload\n"
+
+
+def test_field_names_are_repaired_once_and_stay_the_same() -> None:
+    record = logging.LogRecord("mmd", logging.INFO, __file__, 1, "m", None, None)
+    record.fields = {"mmd-cached.name": 1, "MESSAGE": "x", "_": "y", 7: "seven"}
+    first = structured_fields(record)
+    assert first == {"MMD_CACHED_NAME": "1"}
+    assert structured_fields(record) == first  # second time from the cache
+    record.fields = {"mmd-cached.name": None, "PRIORITY": "0"}
+    assert structured_fields(record) == {}
+
+
+def test_journal_message_is_the_text_unless_a_formatter_or_traceback_adds_to_it() -> None:
+    handler = JournalHandler()
+    record = logging.LogRecord("mmd", logging.INFO, __file__, 1, "%s=%d", ("a", 1), None)
+    assert handler.journal_fields(record)["MESSAGE"] == "a=1"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("mmd", logging.ERROR, __file__, 1, "failed", None,
+                                   sys.exc_info())
+    message = handler.journal_fields(failed)["MESSAGE"]
+    assert message.startswith("failed\nTraceback")
+    assert "ValueError: boom" in message
+    handler.setFormatter(logging.Formatter("<%(levelname)s> %(message)s"))
+    assert handler.journal_fields(record)["MESSAGE"] == "<INFO> a=1"
+
+
+def test_setup_logging_records_carry_no_caller_or_thread() -> None:
+    script = (
+        "import logging\n"
+        "from mmd.adapters.journal import setup_logging\n"
+        "setup_logging(verbose=False)\n"
+        "record = logging.getLogger('x').makeRecord('x', 20, 'f', 1, 'm', None, None)\n"
+        "print(record.threadName, record.processName, record.process)\n"
+        "logging.getLogger('x').warning('w %s', 1, extra={'fields': {'MMD_EVENT': 'e'}})\n"
+    )
+    result = outside_systemd(script)
+    assert result.stdout == "None None None\n"
+    assert result.stderr == "WARNING x: w 1 MMD_EVENT=e\n"
