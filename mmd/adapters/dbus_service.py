@@ -55,6 +55,7 @@ from mmd.control import (
     NoSuchMilter,
     Statistics,
 )
+from mmd.journal_schema import Event, Field, extra
 
 BUS_NAME = "org.miltermanager.Manager1"
 OBJECT_PATH = "/org/miltermanager/Manager1"
@@ -389,7 +390,7 @@ class RefusalLog:
             error_name,
             _short(text),
             more,
-            extra={"fields": {"MMD_EVENT": "dbus-refused", "MMD_REASON": error_name}},
+            extra=extra(Event.DBUS_REFUSED, {Field.REASON: error_name}),
         )
 
 

@@ -43,14 +43,14 @@ from mmd.control import (
     Statistics,
 )
 from mmd.daemon import live
-from mmd.daemon.records import JournalRecorder
-from mmd.daemon.records import Statistics as Counters
+from mmd.daemon.records import Counters, JournalRecorder
 from mmd.daemon.startup import keep_listening_settings, refused_configuration
 from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
 from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
 from mmd.engine.verdict import STATUS_VERDICTS
+from mmd.journal_schema import Event, Field, extra
 from mmd.protocol.constants import MacroStage
 
 log = logging.getLogger("mmd.daemon")
@@ -93,7 +93,7 @@ def load(options: Options, enabled_overrides: Mapping[str, bool]) -> Configurati
             log.warning(
                 "%s",
                 problem,
-                extra={"fields": {"MMD_EVENT": "detection-error", "MMD_REASON": problem}},
+                extra=extra(Event.DETECTION_ERROR, {Field.REASON: problem}),
             )
     config = load_configuration(options.config_dir, detected)
     activity.take_out_inactive(config, detected)
@@ -215,7 +215,7 @@ class Daemon:
         await self._export_control()
         self._state_name = "running"
         notify.ready(self._status_text())
-        log.info("ready: %s", self._status_text(), extra={"fields": {"MMD_EVENT": "ready"}})
+        log.info("ready: %s", self._status_text(), extra=extra(Event.READY))
         watchdog = loop.create_task(self._watchdog())
         await self._stop.wait()
         watchdog.cancel()
@@ -229,20 +229,16 @@ class Daemon:
             log.error(
                 "configuration: %s",
                 problem,
-                extra={"fields": {"MMD_EVENT": "configuration-error", "MMD_REASON": problem}},
+                extra=extra(Event.CONFIGURATION_ERROR, {Field.REASON: problem}),
             )
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         self._refused = problems[0] + more
         log.error(
             "configuration refused at start: every session gets temporary-failure until a "
             "reload (systemctl reload milter-manager) loads a valid configuration",
-            extra={
-                "fields": {
-                    "MMD_EVENT": "configuration-error",
-                    "MMD_STATUS": "refused",
-                    "MMD_REASON": self._refused,
-                }
-            },
+            extra=extra(
+                Event.CONFIGURATION_ERROR, {Field.STATUS: "refused", Field.REASON: self._refused}
+            ),
         )
         return refused_configuration(error, self.options.overrides)
 
@@ -439,13 +435,9 @@ class Daemon:
                 log.error(
                     "%s",
                     message,
-                    extra={
-                        "fields": {
-                            "MMD_EVENT": "reload",
-                            "MMD_STATUS": "failed",
-                            "MMD_REASON": _one_line(error),
-                        }
-                    },
+                    extra=extra(
+                        Event.RELOAD, {Field.STATUS: "failed", Field.REASON: _one_line(error)}
+                    ),
                 )
                 self._finish_reload(False, message)
                 raise InvalidConfiguration(message) from error
@@ -458,9 +450,7 @@ class Daemon:
             message = f"reloaded: {len(generation.children)} milters: " + ", ".join(
                 c.name for c in generation.children
             )
-            log.info(
-                "%s", message, extra={"fields": {"MMD_EVENT": "reload", "MMD_STATUS": "success"}}
-            )
+            log.info("%s", message, extra=extra(Event.RELOAD, {Field.STATUS: "success"}))
             self._finish_reload(True, message)
             return message
 
@@ -469,7 +459,7 @@ class Daemon:
             log.warning(
                 "reload: %s",
                 warning,
-                extra={"fields": {"MMD_EVENT": "configuration-warning", "MMD_REASON": warning}},
+                extra=extra(Event.CONFIGURATION_WARNING, {Field.REASON: warning}),
             )
 
     def _install(self, config: Configuration, generation: Generation) -> None:
@@ -588,14 +578,9 @@ class Daemon:
             "milter %s %s",
             name,
             reason,
-            extra={
-                "fields": {
-                    "MMD_EVENT": "milter-state",
-                    "MMD_MILTER": name,
-                    "MMD_STATUS": word,
-                    "MMD_REASON": reason,
-                }
-            },
+            extra=extra(
+                Event.MILTER_STATE, {Field.MILTER: name, Field.STATUS: word, Field.REASON: reason}
+            ),
         )
         for changed, _ in self._subscribers:
             changed(name, enabled, reason)
