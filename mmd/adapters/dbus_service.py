@@ -31,7 +31,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from xml.etree import ElementTree
 
 from dbus_next import introspection as intr
 from dbus_next.aio.message_bus import MessageBus
@@ -47,6 +46,15 @@ from dbus_next.errors import DBusError
 from dbus_next.message import Message
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
+from mmd.adapters.dbus_next_private import (
+    AnnotatedProperty,
+    CallHandler,
+    DispatchHooks,
+    ExportedMethod,
+    SendReply,
+    call_arguments,
+    method_return,
+)
 from mmd.control import (
     Control,
     InvalidConfiguration,
@@ -92,13 +100,6 @@ _method: Callable[..., Callable[[Callable[..., Any]], Any]] = method
 _signal: Callable[..., Callable[[Callable[..., Any]], Any]] = signal
 _property: Callable[..., Callable[[Callable[..., Any]], Any]] = dbus_property
 _bus_error: Callable[[str, str], DBusError] = DBusError
-# dbus-next's own (de)marshalling helpers for method bodies, as ControlBus needs them
-_body_to_args: Callable[[Message], list[Any]] = ServiceInterface._msg_body_to_args
-_result_to_body: Callable[[Any, Any], tuple[list[Any], list[int]]] = (
-    ServiceInterface._fn_result_to_body
-)
-# dbus-next's choice of handler for a call (methods, Properties, Introspectable, Peer)
-_find_handler: Callable[[MessageBus, Message], Any] = MessageBus._find_message_handler
 
 # The method call being dispatched, for the caller check. dbus-next does not
 # hand the message to method implementations; ControlBus sets this in the
@@ -122,6 +123,7 @@ PROPERTY_CHANGE_SIGNALS = {
 PROPERTIES_PERIOD = 1.0
 # Introspection says so for the properties signalled at most once per period.
 PERIOD_ANNOTATION = "org.miltermanager.Manager1.ChangedSignalPeriodSeconds"
+EMITS_CHANGED_SIGNAL = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 PERIODIC_PROPERTIES = frozenset({"State", "ActiveSessions", "TotalSessions"})
 
 
@@ -295,12 +297,7 @@ class ManagerInterface(ServiceInterface):
             for arg, arg_name in zip(out_args, names, strict=True):
                 arg.name = arg_name
         interface.properties = [
-            _AnnotatedProperty(
-                p,
-                PROPERTY_CHANGE_SIGNALS[p.name],
-                f"{PROPERTIES_PERIOD:g}" if p.name in PERIODIC_PROPERTIES else "",
-            )
-            for p in interface.properties
+            AnnotatedProperty(p, _property_annotations(p.name)) for p in interface.properties
         ]
         return interface
 
@@ -337,27 +334,12 @@ def _no_such_milter(name: str) -> DBusError:
     return _bus_error(ERROR_NO_SUCH_MILTER, f"no milter named {name!r}")
 
 
-class _AnnotatedProperty(intr.Property):
-    """A property whose introspection says whether (and how often) PropertiesChanged covers it.
-
-    dbus-next 0.2.3 writes no annotations; busctl would show every property as emits-change.
-    """
-
-    def __init__(self, plain: intr.Property, emits_changed_signal: str, period: str = "") -> None:
-        super().__init__(plain.name, plain.signature, plain.access)
-        self.emits_changed_signal = emits_changed_signal
-        self.period = period
-
-    def to_xml(self) -> ElementTree.Element:
-        element: ElementTree.Element = super().to_xml()
-        annotation = ElementTree.SubElement(element, "annotation")
-        annotation.set("name", "org.freedesktop.DBus.Property.EmitsChangedSignal")
-        annotation.set("value", self.emits_changed_signal)
-        if self.period:
-            periodic = ElementTree.SubElement(element, "annotation")
-            periodic.set("name", PERIOD_ANNOTATION)
-            periodic.set("value", self.period)
-        return element
+def _property_annotations(name: str) -> dict[str, str]:
+    """Whether (and how often) PropertiesChanged covers a property; busctl shows it."""
+    annotations = {EMITS_CHANGED_SIGNAL: PROPERTY_CHANGE_SIGNALS[name]}
+    if name in PERIODIC_PROPERTIES:
+        annotations[PERIOD_ANNOTATION] = f"{PROPERTIES_PERIOD:g}"
+    return annotations
 
 
 class RefusalLog:
@@ -399,7 +381,7 @@ def _short(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-class ControlBus(MessageBus):
+class ControlBus(DispatchHooks):
     """A MessageBus whose dispatch suits a daemon.
 
     dbus-next 0.2.3 sends a raised DBusError as the reply but then re-raises it
@@ -413,12 +395,12 @@ class ControlBus(MessageBus):
 
     refusals = RefusalLog()
 
-    def _find_message_handler(self, msg: Message) -> Any:
-        handler = _find_handler(self, msg)
-        if handler is None:
+    def handler_for(self, message: Message, default: CallHandler | None) -> CallHandler | None:
+        if default is None:
             return None
+        handler = default
 
-        def guarded(message: Message, send_reply: Callable[[Message], None]) -> None:
+        def guarded(message: Message, send_reply: SendReply) -> None:
             try:
                 handler(message, send_reply)
             except DBusError as error:
@@ -429,9 +411,9 @@ class ControlBus(MessageBus):
 
         return guarded
 
-    def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
-        def handler(message: Message, send_reply: Callable[[Message], None]) -> None:
-            args = _body_to_args(message)
+    def method_handler(self, interface: ServiceInterface, method: ExportedMethod) -> CallHandler:
+        def handler(message: Message, send_reply: SendReply) -> None:
+            args = call_arguments(message)
             context = contextvars.copy_context()
             context.run(_current_call.set, message)
             if asyncio.iscoroutinefunction(method.fn):
@@ -442,12 +424,6 @@ class ControlBus(MessageBus):
                 context.run(_reply_now, method, interface, args, message, send_reply)
 
         return handler
-
-
-def _result_message(method: Any, message: Message, result: Any) -> Message:
-    body, fds = _result_to_body(result, method.out_signature_tree)
-    reply: Message = Message.new_method_return(message, method.out_signature, body, fds)
-    return reply
 
 
 def _error_message(message: Message, error: Exception) -> Message:
@@ -462,28 +438,28 @@ def _error_message(message: Message, error: Exception) -> Message:
 
 
 def _reply_now(
-    method: Any,
+    method: ExportedMethod,
     interface: ServiceInterface,
     args: list[Any],
     message: Message,
-    send_reply: Callable[[Message], None],
+    send_reply: SendReply,
 ) -> None:
     try:
-        reply = _result_message(method, message, method.fn(interface, *args))
+        reply = method_return(method, message, method.fn(interface, *args))
     except Exception as error:
         reply = _error_message(message, error)
     send_reply(reply)
 
 
 async def _reply_async(
-    method: Any,
+    method: ExportedMethod,
     interface: ServiceInterface,
     args: list[Any],
     message: Message,
-    send_reply: Callable[[Message], None],
+    send_reply: SendReply,
 ) -> None:
     try:
-        reply = _result_message(method, message, await method.fn(interface, *args))
+        reply = method_return(method, message, await method.fn(interface, *args))
     except Exception as error:
         reply = _error_message(message, error)
     send_reply(reply)
