@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import grp
 import inspect
 import logging
@@ -148,6 +149,16 @@ def _bus_types(out: str = "", **params: str) -> Callable[[_F], _F]:
     return apply
 
 
+def _read_only(name: str, signature: str, read: Callable[[Control], object]) -> Any:
+    """The read-only property ``name`` of D-Bus type ``signature``: ``read`` of the control."""
+
+    def getter(self: ManagerInterface) -> object:
+        return read(self.control)
+
+    getter.__name__ = getter.__qualname__ = name
+    return _property(access=PropertyAccess.READ)(_bus_types(out=signature)(getter))
+
+
 def milter_to_bus(info: MilterInfo) -> list[Any]:
     return [
         info.name,
@@ -247,30 +258,14 @@ class ManagerInterface(ServiceInterface):
 
     # -- properties ----------------------------------------------------------
 
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="s")
-    def Version(self) -> str:
-        return self.control.version
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="s")
-    def State(self) -> str:
-        return self.control.state()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="t")
-    def ActiveSessions(self) -> int:
-        return self.control.active_sessions()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="t")
-    def TotalSessions(self) -> int:
-        return self.control.total_sessions()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="as")
-    def ConfigurationFiles(self) -> list[str]:
-        return list(self.control.configuration_files())
+    # (read-only; the getters ask the control each time)
+    Version = _read_only("Version", "s", lambda control: control.version)
+    State = _read_only("State", "s", lambda control: control.state())
+    ActiveSessions = _read_only("ActiveSessions", "t", lambda control: control.active_sessions())
+    TotalSessions = _read_only("TotalSessions", "t", lambda control: control.total_sessions())
+    ConfigurationFiles = _read_only(
+        "ConfigurationFiles", "as", lambda control: list(control.configuration_files())
+    )
 
     # -- signals -------------------------------------------------------------
 
@@ -421,7 +416,8 @@ class ControlBus(DispatchHooks):
                     _reply_async(method, interface, args, message, send_reply), context=context
                 )
             else:
-                context.run(_reply_now, method, interface, args, message, send_reply)
+                call = functools.partial(method.fn, interface, *args)
+                context.run(_send_result, method, message, send_reply, call)
 
         return handler
 
@@ -437,15 +433,12 @@ def _error_message(message: Message, error: Exception) -> Message:
     return failed
 
 
-def _reply_now(
-    method: ExportedMethod,
-    interface: ServiceInterface,
-    args: list[Any],
-    message: Message,
-    send_reply: SendReply,
+def _send_result(
+    method: ExportedMethod, message: Message, send_reply: SendReply, result: Callable[[], Any]
 ) -> None:
+    """Reply with what ``result()`` gives, or with the error it raises."""
     try:
-        reply = method_return(method, message, method.fn(interface, *args))
+        reply = method_return(method, message, result())
     except Exception as error:
         reply = _error_message(message, error)
     send_reply(reply)
@@ -459,10 +452,11 @@ async def _reply_async(
     send_reply: SendReply,
 ) -> None:
     try:
-        reply = method_return(method, message, await method.fn(interface, *args))
+        result = await method.fn(interface, *args)
     except Exception as error:
-        reply = _error_message(message, error)
-    send_reply(reply)
+        send_reply(_error_message(message, error))
+        return
+    _send_result(method, message, send_reply, lambda: result)
 
 
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect
