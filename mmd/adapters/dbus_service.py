@@ -1,8 +1,9 @@
 """The D-Bus control interface: ``mmd.control.Control`` as ``org.miltermanager.Manager1``.
 
-This is the only module that imports dbus-next. It translates between bus
-types and the daemon-independent contract in ``mmd.control``; it holds no
-state of its own beyond the bus connection.
+This is the only module that imports dbus-next (with ``dbus_next_private``, which holds
+the library's private API it needs). It translates between bus types and the
+daemon-independent contract in ``mmd.control``; it holds no state of its own beyond the
+bus connection.
 
 Signatures are chosen so that ``busctl call`` prints something an admin can
 read: a milter is one struct ``(ssbsasbsta{st})`` in the order of

@@ -1,4 +1,4 @@
-"""Pieces of the live update that follows systemd (``Daemon.refresh_detection``).
+"""Pieces of the live update that follows systemd (``Controller.refresh_detection``).
 
 A live update re-runs detection only for what systemd changed; the configuration files
 are read again as well (the merge needs them), so it runs only while they are exactly as
