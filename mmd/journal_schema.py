@@ -9,25 +9,35 @@ nothing from mmd: the daemon, the adapters and the report all sit above it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, TypeVar
+
+_T = TypeVar("_T")
 
 
+def _prefixed(cls: type[_T]) -> type[_T]:
+    """Each name annotated in the class becomes the string ``MMD_`` + name."""
+    for name in cls.__annotations__:
+        setattr(cls, name, f"MMD_{name}")
+    return cls
+
+
+@_prefixed
 class Field:
-    """Journal field names (values are always strings)."""
+    """Journal field names: ``MMD_`` and the attribute's name (values are always strings)."""
 
-    EVENT: Final = "MMD_EVENT"
-    SESSION_ID: Final = "MMD_SESSION_ID"
-    MILTER: Final = "MMD_MILTER"
-    STAGE: Final = "MMD_STAGE"
-    STATUS: Final = "MMD_STATUS"
-    ELAPSED: Final = "MMD_ELAPSED"  # seconds, six decimals
-    REASON: Final = "MMD_REASON"
-    QUEUE_ID: Final = "MMD_QUEUE_ID"
-    CLIENT_ADDRESS: Final = "MMD_CLIENT_ADDRESS"
-    CLIENT_NAME: Final = "MMD_CLIENT_NAME"
-    HEADER_NAME: Final = "MMD_HEADER_NAME"
-    HEADER_VALUE: Final = "MMD_HEADER_VALUE"
-    CHILDREN: Final = "MMD_CHILDREN"  # the set of children after a live change
+    EVENT: str
+    SESSION_ID: str
+    MILTER: str
+    STAGE: str
+    STATUS: str
+    ELAPSED: str  # seconds, six decimals
+    REASON: str
+    QUEUE_ID: str
+    CLIENT_ADDRESS: str
+    CLIENT_NAME: str
+    HEADER_NAME: str
+    HEADER_VALUE: str
+    CHILDREN: str  # the set of children after a live change
 
 
 class Event:
@@ -52,7 +62,7 @@ class Event:
 
 
 def names(namespace: type) -> tuple[str, ...]:
-    """Every value a namespace above defines (for the docs test and the report's match)."""
+    """Every name ``Field`` or ``Event`` defines (for the tests and the docs)."""
     return tuple(value for key, value in vars(namespace).items() if key.isupper())
 
 
