@@ -129,6 +129,11 @@ def _table(*keys: Key) -> dict[str, Key]:
     return {key.name: key for key in keys}
 
 
+def _timeouts(**meanings: str) -> list[Key]:
+    """A child's time-outs, ``WHAT_timeout``: seconds, more than 0."""
+    return [Key(f"{what}_timeout", "float", to_seconds, text) for what, text in meanings.items()]
+
+
 MANAGER_KEYS = _table(
     Key("connection_spec", "spec", to_spec,
         "Socket the MTA side connects to when not socket-activated."),
@@ -161,11 +166,12 @@ MILTER_KEYS = _table(
         "Ask the child but ignore its rejecting verdicts and its changes."),
     Key("applicable_conditions", "names", to_names,
         "Conditions that decide per session whether the child is applied."),
-    Key("connection_timeout", "float", to_seconds, "Seconds to connect to the child."),
-    Key("writing_timeout", "float", to_seconds, "Seconds for a write to the child."),
-    Key("reading_timeout", "float", to_seconds, "Seconds to wait for a reply from the child."),
-    Key("end_of_message_timeout", "float", to_seconds,
-        "Seconds to wait for the child's reply at end-of-message."),
+    *_timeouts(
+        connection="Seconds to connect to the child.",
+        writing="Seconds for a write to the child.",
+        reading="Seconds to wait for a reply from the child.",
+        end_of_message="Seconds to wait for the child's reply at end-of-message.",
+    ),
 )
 
 
