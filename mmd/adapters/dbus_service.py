@@ -243,7 +243,7 @@ class ManagerInterface(ServiceInterface):
     async def SetMilterEnabled(self, name: str, enabled: bool) -> None:
         caller = await self._authorize("SetMilterEnabled")
         try:
-            self.control.set_milter_enabled(name, enabled, caller)
+            await self.control.set_milter_enabled(name, enabled, caller)
         except NoSuchMilter as error:
             raise _no_such_milter(name) from error
 

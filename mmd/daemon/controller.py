@@ -281,16 +281,20 @@ class Controller:
             verdicts=dict(counters.verdicts),
         )
 
-    def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
-        if not any(m.name == name for m in self._config.milters):
-            raise NoSuchMilter(name)
-        config = copy.deepcopy(self._config)  # the one in force stays whole if this fails
-        for milter in config.milters:
-            if milter.name == name:
-                milter.enabled = enabled
-        generation = build_generation(config, self._generation_number + 1)
-        self._enabled_overrides[name] = enabled
-        self._install(Loaded(config, generation, self._files_read))
+    async def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
+        async with self._reload_lock:  # not amid a reload: each starts from the other's result
+            if not any(m.name == name for m in self._config.milters):
+                raise NoSuchMilter(name)
+            config = copy.deepcopy(self._config)  # the one in force stays whole if this fails
+            for milter in config.milters:
+                if milter.name == name:
+                    milter.enabled = enabled
+            # conditions may read their list files: off the event loop, as a reload
+            generation = await asyncio.get_running_loop().run_in_executor(
+                None, build_generation, config, self._generation_number + 1
+            )
+            self._enabled_overrides[name] = enabled
+            self._install(Loaded(config, generation, self._files_read))
         word = "enabled" if enabled else "disabled"
         reason = f"{word} at runtime by {caller}"
         log.info(
