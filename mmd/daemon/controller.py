@@ -104,10 +104,6 @@ class Controller:
         """``running`` once serving, ``stopping`` at the end (the life cycle's words)."""
         self._state_name = name
 
-    @property
-    def configuration(self) -> Configuration:
-        return self._config
-
     # ------------------------------------------------------------ Control
 
     def state(self) -> str:
