@@ -72,7 +72,7 @@ class Control(Protocol):
         """Raises NoSuchMilter."""
         ...
 
-    def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
+    async def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
         """Runtime override until the next restart (kept across reloads); raises NoSuchMilter."""
         ...
 

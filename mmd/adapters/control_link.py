@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from mmd.adapters.dbus_service import BUS_NAME, DBusHandle, export_control
 from mmd.control import Control
+from mmd.journal_schema import Event, Field, extra
 
 # Run on each new connection: (handle, True when it is a reconnect or a late first one).
 ConnectedHook = Callable[[DBusHandle, bool], Awaitable[None]]
@@ -82,14 +83,14 @@ class ControlLink:
             log.info(
                 "D-Bus control interface is on the bus as %s",
                 BUS_NAME,
-                extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "connected"}},
+                extra=extra(Event.DBUS, {Field.STATUS: "connected"}),
             )
             await self._connected(again=False)
         else:
             log.warning(
                 "D-Bus control interface not available yet: %s; trying again in the background",
                 error,
-                extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "unavailable"}},
+                extra=extra(Event.DBUS, {Field.STATUS: "unavailable"}),
             )
         self._task = asyncio.get_running_loop().create_task(self._keep(error is None, since))
 
@@ -140,7 +141,7 @@ class ControlLink:
                 log.warning(
                     "D-Bus connection lost (%s): reconnecting in the background",
                     _describe(reason),
-                    extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "lost"}},
+                    extra=extra(Event.DBUS, {Field.STATUS: "lost"}),
                 )
                 since = time.monotonic()
             connected = await self._retry(since)
@@ -159,7 +160,7 @@ class ControlLink:
                     BUS_NAME,
                     time.monotonic() - since,
                     failures,
-                    extra={"fields": {"MMD_EVENT": "dbus", "MMD_STATUS": "connected"}},
+                    extra=extra(Event.DBUS, {Field.STATUS: "connected"}),
                 )
                 await self._connected(again=True)
                 return True

@@ -1,8 +1,9 @@
 """The D-Bus control interface: ``mmd.control.Control`` as ``org.miltermanager.Manager1``.
 
-This is the only module that imports dbus-next. It translates between bus
-types and the daemon-independent contract in ``mmd.control``; it holds no
-state of its own beyond the bus connection.
+This is the only module that imports dbus-next (with ``dbus_next_private``, which holds
+the library's private API it needs). It translates between bus types and the
+daemon-independent contract in ``mmd.control``; it holds no state of its own beyond the
+bus connection.
 
 Signatures are chosen so that ``busctl call`` prints something an admin can
 read: a milter is one struct ``(ssbsasbsta{st})`` in the order of
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import grp
 import inspect
 import logging
@@ -31,7 +33,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from xml.etree import ElementTree
 
 from dbus_next import introspection as intr
 from dbus_next.aio.message_bus import MessageBus
@@ -47,6 +48,15 @@ from dbus_next.errors import DBusError
 from dbus_next.message import Message
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
+from mmd.adapters.dbus_next_private import (
+    AnnotatedProperty,
+    CallHandler,
+    DispatchHooks,
+    ExportedMethod,
+    SendReply,
+    call_arguments,
+    method_return,
+)
 from mmd.control import (
     Control,
     InvalidConfiguration,
@@ -55,6 +65,7 @@ from mmd.control import (
     NoSuchMilter,
     Statistics,
 )
+from mmd.journal_schema import Event, Field, extra
 
 BUS_NAME = "org.miltermanager.Manager1"
 OBJECT_PATH = "/org/miltermanager/Manager1"
@@ -91,13 +102,6 @@ _method: Callable[..., Callable[[Callable[..., Any]], Any]] = method
 _signal: Callable[..., Callable[[Callable[..., Any]], Any]] = signal
 _property: Callable[..., Callable[[Callable[..., Any]], Any]] = dbus_property
 _bus_error: Callable[[str, str], DBusError] = DBusError
-# dbus-next's own (de)marshalling helpers for method bodies, as ControlBus needs them
-_body_to_args: Callable[[Message], list[Any]] = ServiceInterface._msg_body_to_args
-_result_to_body: Callable[[Any, Any], tuple[list[Any], list[int]]] = (
-    ServiceInterface._fn_result_to_body
-)
-# dbus-next's choice of handler for a call (methods, Properties, Introspectable, Peer)
-_find_handler: Callable[[MessageBus, Message], Any] = MessageBus._find_message_handler
 
 # The method call being dispatched, for the caller check. dbus-next does not
 # hand the message to method implementations; ControlBus sets this in the
@@ -121,6 +125,7 @@ PROPERTY_CHANGE_SIGNALS = {
 PROPERTIES_PERIOD = 1.0
 # Introspection says so for the properties signalled at most once per period.
 PERIOD_ANNOTATION = "org.miltermanager.Manager1.ChangedSignalPeriodSeconds"
+EMITS_CHANGED_SIGNAL = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 PERIODIC_PROPERTIES = frozenset({"State", "ActiveSessions", "TotalSessions"})
 
 
@@ -143,6 +148,16 @@ def _bus_types(out: str = "", **params: str) -> Callable[[_F], _F]:
         return fn
 
     return apply
+
+
+def _read_only(name: str, signature: str, read: Callable[[Control], object]) -> Any:
+    """The read-only property ``name`` of D-Bus type ``signature``: ``read`` of the control."""
+
+    def getter(self: ManagerInterface) -> object:
+        return read(self.control)
+
+    getter.__name__ = getter.__qualname__ = name
+    return _property(access=PropertyAccess.READ)(_bus_types(out=signature)(getter))
 
 
 def milter_to_bus(info: MilterInfo) -> list[Any]:
@@ -228,7 +243,7 @@ class ManagerInterface(ServiceInterface):
     async def SetMilterEnabled(self, name: str, enabled: bool) -> None:
         caller = await self._authorize("SetMilterEnabled")
         try:
-            self.control.set_milter_enabled(name, enabled, caller)
+            await self.control.set_milter_enabled(name, enabled, caller)
         except NoSuchMilter as error:
             raise _no_such_milter(name) from error
 
@@ -244,30 +259,14 @@ class ManagerInterface(ServiceInterface):
 
     # -- properties ----------------------------------------------------------
 
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="s")
-    def Version(self) -> str:
-        return self.control.version
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="s")
-    def State(self) -> str:
-        return self.control.state()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="t")
-    def ActiveSessions(self) -> int:
-        return self.control.active_sessions()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="t")
-    def TotalSessions(self) -> int:
-        return self.control.total_sessions()
-
-    @_property(access=PropertyAccess.READ)
-    @_bus_types(out="as")
-    def ConfigurationFiles(self) -> list[str]:
-        return list(self.control.configuration_files())
+    # (read-only; the getters ask the control each time)
+    Version = _read_only("Version", "s", lambda control: control.version)
+    State = _read_only("State", "s", lambda control: control.state())
+    ActiveSessions = _read_only("ActiveSessions", "t", lambda control: control.active_sessions())
+    TotalSessions = _read_only("TotalSessions", "t", lambda control: control.total_sessions())
+    ConfigurationFiles = _read_only(
+        "ConfigurationFiles", "as", lambda control: list(control.configuration_files())
+    )
 
     # -- signals -------------------------------------------------------------
 
@@ -294,12 +293,7 @@ class ManagerInterface(ServiceInterface):
             for arg, arg_name in zip(out_args, names, strict=True):
                 arg.name = arg_name
         interface.properties = [
-            _AnnotatedProperty(
-                p,
-                PROPERTY_CHANGE_SIGNALS[p.name],
-                f"{PROPERTIES_PERIOD:g}" if p.name in PERIODIC_PROPERTIES else "",
-            )
-            for p in interface.properties
+            AnnotatedProperty(p, _property_annotations(p.name)) for p in interface.properties
         ]
         return interface
 
@@ -336,27 +330,12 @@ def _no_such_milter(name: str) -> DBusError:
     return _bus_error(ERROR_NO_SUCH_MILTER, f"no milter named {name!r}")
 
 
-class _AnnotatedProperty(intr.Property):
-    """A property whose introspection says whether (and how often) PropertiesChanged covers it.
-
-    dbus-next 0.2.3 writes no annotations; busctl would show every property as emits-change.
-    """
-
-    def __init__(self, plain: intr.Property, emits_changed_signal: str, period: str = "") -> None:
-        super().__init__(plain.name, plain.signature, plain.access)
-        self.emits_changed_signal = emits_changed_signal
-        self.period = period
-
-    def to_xml(self) -> ElementTree.Element:
-        element: ElementTree.Element = super().to_xml()
-        annotation = ElementTree.SubElement(element, "annotation")
-        annotation.set("name", "org.freedesktop.DBus.Property.EmitsChangedSignal")
-        annotation.set("value", self.emits_changed_signal)
-        if self.period:
-            periodic = ElementTree.SubElement(element, "annotation")
-            periodic.set("name", PERIOD_ANNOTATION)
-            periodic.set("value", self.period)
-        return element
+def _property_annotations(name: str) -> dict[str, str]:
+    """Whether (and how often) PropertiesChanged covers a property; busctl shows it."""
+    annotations = {EMITS_CHANGED_SIGNAL: PROPERTY_CHANGE_SIGNALS[name]}
+    if name in PERIODIC_PROPERTIES:
+        annotations[PERIOD_ANNOTATION] = f"{PROPERTIES_PERIOD:g}"
+    return annotations
 
 
 class RefusalLog:
@@ -389,7 +368,7 @@ class RefusalLog:
             error_name,
             _short(text),
             more,
-            extra={"fields": {"MMD_EVENT": "dbus-refused", "MMD_REASON": error_name}},
+            extra=extra(Event.DBUS_REFUSED, {Field.REASON: error_name}),
         )
 
 
@@ -398,7 +377,7 @@ def _short(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-class ControlBus(MessageBus):
+class ControlBus(DispatchHooks):
     """A MessageBus whose dispatch suits a daemon.
 
     dbus-next 0.2.3 sends a raised DBusError as the reply but then re-raises it
@@ -412,12 +391,12 @@ class ControlBus(MessageBus):
 
     refusals = RefusalLog()
 
-    def _find_message_handler(self, msg: Message) -> Any:
-        handler = _find_handler(self, msg)
-        if handler is None:
+    def handler_for(self, message: Message, default: CallHandler | None) -> CallHandler | None:
+        if default is None:
             return None
+        handler = default
 
-        def guarded(message: Message, send_reply: Callable[[Message], None]) -> None:
+        def guarded(message: Message, send_reply: SendReply) -> None:
             try:
                 handler(message, send_reply)
             except DBusError as error:
@@ -428,9 +407,9 @@ class ControlBus(MessageBus):
 
         return guarded
 
-    def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
-        def handler(message: Message, send_reply: Callable[[Message], None]) -> None:
-            args = _body_to_args(message)
+    def method_handler(self, interface: ServiceInterface, method: ExportedMethod) -> CallHandler:
+        def handler(message: Message, send_reply: SendReply) -> None:
+            args = call_arguments(message)
             context = contextvars.copy_context()
             context.run(_current_call.set, message)
             if asyncio.iscoroutinefunction(method.fn):
@@ -438,15 +417,10 @@ class ControlBus(MessageBus):
                     _reply_async(method, interface, args, message, send_reply), context=context
                 )
             else:
-                context.run(_reply_now, method, interface, args, message, send_reply)
+                call = functools.partial(method.fn, interface, *args)
+                context.run(_send_result, method, message, send_reply, call)
 
         return handler
-
-
-def _result_message(method: Any, message: Message, result: Any) -> Message:
-    body, fds = _result_to_body(result, method.out_signature_tree)
-    reply: Message = Message.new_method_return(message, method.out_signature, body, fds)
-    return reply
 
 
 def _error_message(message: Message, error: Exception) -> Message:
@@ -460,32 +434,30 @@ def _error_message(message: Message, error: Exception) -> Message:
     return failed
 
 
-def _reply_now(
-    method: Any,
-    interface: ServiceInterface,
-    args: list[Any],
-    message: Message,
-    send_reply: Callable[[Message], None],
+def _send_result(
+    method: ExportedMethod, message: Message, send_reply: SendReply, result: Callable[[], Any]
 ) -> None:
+    """Reply with what ``result()`` gives, or with the error it raises."""
     try:
-        reply = _result_message(method, message, method.fn(interface, *args))
+        reply = method_return(method, message, result())
     except Exception as error:
         reply = _error_message(message, error)
     send_reply(reply)
 
 
 async def _reply_async(
-    method: Any,
+    method: ExportedMethod,
     interface: ServiceInterface,
     args: list[Any],
     message: Message,
-    send_reply: Callable[[Message], None],
+    send_reply: SendReply,
 ) -> None:
     try:
-        reply = _result_message(method, message, await method.fn(interface, *args))
+        result = await method.fn(interface, *args)
     except Exception as error:
-        reply = _error_message(message, error)
-    send_reply(reply)
+        send_reply(_error_message(message, error))
+        return
+    _send_result(method, message, send_reply, lambda: result)
 
 
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mmd.adapters.journal import SYSLOG_IDENTIFIER
+from mmd.journal_schema import Field
 
 JOURNALCTL = "journalctl"
 
@@ -52,7 +53,7 @@ def command(query: JournalQuery) -> list[str]:
     if query.fields:
         args.append("--output-fields=" + ",".join(query.fields))
     args.append(f"SYSLOG_IDENTIFIER={query.identifier}")
-    args.extend(f"MMD_EVENT={event}" for event in query.events)
+    args.extend(f"{Field.EVENT}={event}" for event in query.events)
     return args
 
 

@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mmd.adapters import event_loop
     from mmd.adapters.journal import setup_logging
-    from mmd.daemon.service import Daemon, Options
+    from mmd.daemon.generation import Options
+    from mmd.daemon.service import Daemon
 
     setup_logging(args.verbose)
     overrides: dict[str, object] = {}
@@ -227,7 +228,7 @@ def show_config(options: object) -> int:
     from mmd.config.loader import ConfigError
     from mmd.config.show import render_show_config
     from mmd.control import InvalidConfiguration
-    from mmd.daemon.service import Options, load_checked
+    from mmd.daemon.generation import Options, load_checked
 
     assert isinstance(options, Options)
     try:

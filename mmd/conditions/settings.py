@@ -24,6 +24,7 @@ from mmd.conditions.errors import ConditionConfigError
 from mmd.conditions.matching import check_address_entry, check_name_entry, compile_regex
 from mmd.conditions.remote_network import DEFAULT_LOCAL_NETWORKS, parse_network
 from mmd.conditions.trusted_domain import DEFAULT_TRUSTED_DOMAINS
+from mmd.config import checks
 from mmd.engine.applicability import Stage
 
 DEFAULT_POSTFIX_CONFIG_DIRECTORY = "/etc/postfix"
@@ -77,142 +78,94 @@ class ConditionSettings:
 
 
 # ---------------------------------------------------------------- helpers
+# The checks are mmd.config.checks'; these say where (the key path) and in this table's words.
 
 T = TypeVar("T")
+Parser = Callable[[object, str], object]
+
+
+def _at(path: str, check: Callable[..., T], *args: object) -> T:
+    """``check(*args)``, its ValueError raised as a ConditionConfigError at ``path``."""
+    try:
+        return check(*args)
+    except ValueError as error:
+        raise ConditionConfigError(path, str(error)) from None
 
 
 def _table(value: object, path: str) -> Mapping[str, object]:
-    if not isinstance(value, Mapping):
-        raise ConditionConfigError(path, f"expected a table, got {_kind(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise ConditionConfigError(path, f"bad key {key!r}")
-    return cast(Mapping[str, object], value)
+    return _at(path, checks.table, value, checks.kind)
 
 
 def _check_keys(table: Mapping[str, object], allowed: Sequence[str], path: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConditionConfigError(
-                f"{path}.{key}", f"unknown key (known: {', '.join(allowed)})"
-            )
-
-
-def _kind(value: object) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
-    for python_type, name in kinds.items():
-        if type(value) is python_type:
-            return name
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return type(value).__name__
+    for key in checks.unknown_keys(table, allowed):
+        raise ConditionConfigError(f"{path}.{key}", f"unknown key (known: {', '.join(allowed)})")
 
 
 def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConditionConfigError(path, f"expected true or false, got {_kind(value)}")
-    return value
+    return _at(path, checks.boolean, value, checks.kind)
 
 
 def _str(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ConditionConfigError(path, f"expected a string, got {_kind(value)}")
-    return value
+    return _at(path, checks.string, value, checks.kind)
 
 
-def _choice(value: object, path: str, choices: Sequence[str]) -> str:
-    text = _str(value, path)
-    if text not in choices:
-        wanted = " or ".join(repr(c) for c in choices)
-        raise ConditionConfigError(path, f"expected {wanted}, got {text!r}")
-    return text
+def _one_of(*choices: str) -> Callable[[object, str], str]:
+    def parse(value: object, path: str) -> str:
+        return _at(path, checks.one_of, _str(value, path), choices)
+
+    return parse
 
 
 def _str_list(
     value: object, path: str, check: Callable[[str], object] | None = None
 ) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple):
-        raise ConditionConfigError(path, f"expected an array of strings, got {_kind(value)}")
-    items: list[str] = []
-    for index, item in enumerate(value):
-        item_path = f"{path}[{index}]"
-        text = _str(item, item_path)
-        if check is not None:
-            try:
-                check(text)
-            except ValueError as error:
-                raise ConditionConfigError(item_path, str(error)) from None
-        items.append(text)
-    return tuple(items)
+    items = _at(path, checks.array, value, "an array of strings", checks.kind)
+    return tuple(
+        _at(f"{path}[{index}]", checks.string, item, checks.kind, check)
+        for index, item in enumerate(items)
+    )
 
 
-def _path_list(value: object, path: str, base: Path | None) -> tuple[str, ...]:
-    paths = _str_list(value, path)
-    resolved: list[str] = []
-    for index, text in enumerate(paths):
-        candidate = Path(text)
-        if not candidate.is_absolute():
-            if base is None:
-                raise ConditionConfigError(f"{path}[{index}]", f"{text!r} must be an absolute path")
-            candidate = base / candidate
-        resolved.append(str(candidate))
-    return tuple(resolved)
+def _names(check: Callable[[str], object]) -> Callable[[object, str], tuple[str, ...]]:
+    """An array of strings, each one checked by ``check`` (raising ValueError)."""
+
+    def parse(value: object, path: str) -> tuple[str, ...]:
+        return _str_list(value, path, check)
+
+    return parse
 
 
-def _check_regex(text: str) -> None:
-    compile_regex(text)
+def _paths(base: Path | None) -> Callable[[object, str], tuple[str, ...]]:
+    """An array of file names, made absolute against ``base`` (else they must be)."""
+
+    def parse(value: object, path: str) -> tuple[str, ...]:
+        resolved: list[str] = []
+        for index, text in enumerate(_str_list(value, path)):
+            candidate = Path(text)
+            if not candidate.is_absolute():
+                if base is None:
+                    raise ConditionConfigError(
+                        f"{path}[{index}]", f"{text!r} must be an absolute path"
+                    )
+                candidate = base / candidate
+            resolved.append(str(candidate))
+        return tuple(resolved)
+
+    return parse
 
 
-def _parse(
-    table: Mapping[str, object],
-    path: str,
-    parsers: Mapping[str, Callable[[object, str], object]],
-) -> dict[str, object]:
-    _check_keys(table, list(parsers), path)
-    return {key: parsers[key](value, f"{path}.{key}") for key, value in table.items()}
+def _section(settings: Callable[..., T], **parsers: Parser) -> Callable[[object, str], T]:
+    """A table whose keys are ``settings``' fields, each value checked by its parser."""
+
+    def parse(value: object, path: str) -> T:
+        table = _table(value, path)
+        _check_keys(table, list(parsers), path)
+        return settings(**{key: parsers[key](item, f"{path}.{key}") for key, item in table.items()})
+
+    return parse
 
 
 # ---------------------------------------------------------------- sections
-
-
-def _s25r(value: object, path: str) -> S25RSettings:
-    values = _parse(
-        _table(value, path),
-        path,
-        {
-            "extra_whitelist": lambda v, p: _str_list(v, p, check_name_entry),
-            "extra_blacklist": lambda v, p: _str_list(v, p, check_name_entry),
-            "default_whitelist": _bool,
-            "default_blacklist": _bool,
-            "ipv4_only": _bool,
-        },
-    )
-    return S25RSettings(**values)  # type: ignore[arg-type]
-
-
-def _remote_network(value: object, path: str) -> RemoteNetworkSettings:
-    def networks(v: object, p: str) -> tuple[str, ...]:
-        return _str_list(v, p, parse_network)
-
-    values = _parse(
-        _table(value, path), path, {"local": networks, "extra_local": networks, "remote": networks}
-    )
-    return RemoteNetworkSettings(**values)  # type: ignore[arg-type]
-
-
-def _trusted_domain(value: object, path: str, base: Path | None) -> TrustedDomainSettings:
-    values = _parse(
-        _table(value, path),
-        path,
-        {
-            "domains": lambda v, p: _str_list(v, p, check_name_entry),
-            "extra_domains": lambda v, p: _str_list(v, p, check_name_entry),
-            "files": lambda v, p: _path_list(v, p, base),
-        },
-    )
-    return TrustedDomainSettings(**values)  # type: ignore[arg-type]
 
 
 def _threshold(value: object, path: str) -> int:
@@ -221,27 +174,24 @@ def _threshold(value: object, path: str) -> int:
     return value
 
 
-def _stress(value: object, path: str) -> StressSettings:
-    values = _parse(
-        _table(value, path),
-        path,
-        {"threshold": _threshold, "postfix_config_directory": _str},
-    )
-    return StressSettings(**values)  # type: ignore[arg-type]
-
-
-def _restrict_accounts(value: object, path: str, base: Path | None) -> RestrictAccountsSettings:
-    values = _parse(
-        _table(value, path),
-        path,
-        {
-            "accounts": lambda v, p: _str_list(v, p, check_address_entry),
-            "files": lambda v, p: _path_list(v, p, base),
-            "match_on": lambda v, p: _choice(v, p, ("recipient", "sender")),
-            "recipients": lambda v, p: _choice(v, p, ("any", "all")),
-        },
-    )
-    return RestrictAccountsSettings(**values)  # type: ignore[arg-type]
+def _sections(base: Path | None) -> dict[str, Parser]:
+    """The parser of each section, in the order they are checked."""
+    domains, networks = _names(check_name_entry), _names(parse_network)
+    return {
+        "s25r": _section(S25RSettings, extra_whitelist=domains, extra_blacklist=domains,
+                         default_whitelist=_bool, default_blacklist=_bool, ipv4_only=_bool),
+        "remote_network": _section(RemoteNetworkSettings, local=networks, extra_local=networks,
+                                   remote=networks),
+        "trusted_domain": _section(TrustedDomainSettings, domains=domains,
+                                   extra_domains=domains, files=_paths(base)),
+        "stress": _section(StressSettings, threshold=_threshold,
+                           postfix_config_directory=_str),
+        "restrict_accounts": _section(RestrictAccountsSettings,
+                                      accounts=_names(check_address_entry), files=_paths(base),
+                                      match_on=_one_of("recipient", "sender"),
+                                      recipients=_one_of("any", "all")),
+        "custom": _custom,
+    }  # fmt: skip
 
 
 _STAGES_BY_NAME = {stage.value: stage for stage in Stage}
@@ -261,11 +211,7 @@ def _header_clauses(value: object, path: str) -> tuple[HeaderClause, ...]:
         name = _str(table["name"], f"{item_path}.name")
         if not name or ":" in name or any(c.isspace() for c in name):
             raise ConditionConfigError(f"{item_path}.name", f"bad header name {name!r}")
-        regex = _str(table["regex"], f"{item_path}.regex")
-        try:
-            compile_regex(regex)
-        except ValueError as error:
-            raise ConditionConfigError(f"{item_path}.regex", str(error)) from None
+        regex = _at(f"{item_path}.regex", checks.string, table["regex"], checks.kind, compile_regex)
         clauses.append(HeaderClause(name, regex))
     return tuple(clauses)
 
@@ -289,24 +235,18 @@ def _custom_rule(value: object, path: str) -> CustomRule:
     name = _str(table["name"], f"{path}.name").strip()
     if not name:
         raise ConditionConfigError(f"{path}.name", "empty name")
-    stage = _choice(table["stage"], f"{path}.stage", tuple(s.value for s in CUSTOM_STAGES))
-    effect = _choice(table.get("effect", "apply"), f"{path}.effect", ("apply", "skip", "mark"))
+    stage = _one_of(*(s.value for s in CUSTOM_STAGES))(table["stage"], f"{path}.stage")
+    effect = _one_of("apply", "skip", "mark")(table.get("effect", "apply"), f"{path}.effect")
     rule = CustomRule(
         name=name,
         stage=_STAGES_BY_NAME[stage],
         effect=cast(Literal["apply", "skip", "mark"], effect),
-        client_address=_opt(
-            table, "client_address", path, lambda v, p: _str_list(v, p, parse_network)
-        ),
-        client_name=_opt(
-            table, "client_name", path, lambda v, p: _str_list(v, p, check_name_entry)
-        ),
-        helo=_opt(table, "helo", path, lambda v, p: _str_list(v, p, check_name_entry)),
+        client_address=_opt(table, "client_address", path, _names(parse_network)),
+        client_name=_opt(table, "client_name", path, _names(check_name_entry)),
+        helo=_opt(table, "helo", path, _names(check_name_entry)),
         authenticated=_opt(table, "authenticated", path, _bool),
-        sender=_opt(table, "sender", path, lambda v, p: _str_list(v, p, check_address_entry)),
-        recipient_domain=_opt(
-            table, "recipient_domain", path, lambda v, p: _str_list(v, p, check_name_entry)
-        ),
+        sender=_opt(table, "sender", path, _names(check_address_entry)),
+        recipient_domain=_opt(table, "recipient_domain", path, _names(check_name_entry)),
         header=_opt(table, "header", path, _header_clauses),
         macros=_opt(table, "macros", path, _macros) or (),
     )
@@ -325,13 +265,10 @@ def _opt(
 
 
 def _custom(value: object, path: str) -> tuple[CustomRule, ...]:
-    if not isinstance(value, list | tuple):
-        raise ConditionConfigError(
-            path, f"expected an array of tables ([[{path}]]), got {_kind(value)}"
-        )
+    items = _at(path, checks.array, value, f"an array of tables ([[{path}]])", checks.kind)
     rules: list[CustomRule] = []
     seen: dict[str, str] = {}
-    for index, item in enumerate(value):
+    for index, item in enumerate(items):
         item_path = f"{path}[{index}]"
         rule = _custom_rule(item, item_path)
         if rule.name in seen:
@@ -361,23 +298,11 @@ def settings_from_table(
     table = _table(table, path)
     _check_keys(table, SECTION_KEYS, path)
     settings = ConditionSettings()
-    parts: dict[str, object] = {}
-    if "s25r" in table:
-        parts["s25r"] = _s25r(table["s25r"], f"{path}.s25r")
-    if "remote_network" in table:
-        parts["remote_network"] = _remote_network(table["remote_network"], f"{path}.remote_network")
-    if "trusted_domain" in table:
-        parts["trusted_domain"] = _trusted_domain(
-            table["trusted_domain"], f"{path}.trusted_domain", base
-        )
-    if "stress" in table:
-        parts["stress"] = _stress(table["stress"], f"{path}.stress")
-    if "restrict_accounts" in table:
-        parts["restrict_accounts"] = _restrict_accounts(
-            table["restrict_accounts"], f"{path}.restrict_accounts", base
-        )
-    if "custom" in table:
-        parts["custom"] = _custom(table["custom"], f"{path}.custom")
+    parts = {
+        key: parse(table[key], f"{path}.{key}")
+        for key, parse in _sections(base).items()
+        if key in table
+    }
     if not parts:
         return settings
     return ConditionSettings(**{**_fields(settings), **parts})  # type: ignore[arg-type]

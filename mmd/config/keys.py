@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from mmd.config import checks
 from mmd.config.connection_spec import parse_connection_spec
 from mmd.config.model import Status
 
@@ -22,16 +23,8 @@ Kind = Literal["str", "bool", "int", "float", "status", "mode", "spec", "names"]
 STATUS_NAMES = ", ".join(s.value for s in Status)
 
 
-def _type_name(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
-             dict: "table"}
-    return names.get(type(value), type(value).__name__)
-
-
 def to_str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_type_name(value)} {value!r}")
-    return value
+    return checks.string(value)
 
 
 def to_name(value: object) -> str:
@@ -42,9 +35,7 @@ def to_name(value: object) -> str:
 
 
 def to_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_type_name(value)} {value!r}")
-    return value
+    return checks.boolean(value)
 
 
 def to_status(value: object) -> Status:
@@ -79,7 +70,7 @@ def to_mode(value: object) -> int:
                 "or as an octal integer like 0o660"
             )
     else:
-        raise ValueError(f"expected an octal string like \"0660\", got {_type_name(value)}")
+        raise ValueError(f"expected an octal string like \"0660\", got {checks.type_name(value)}")
     if mode > 0o7777:
         raise ValueError(f"{value!r} is not a permission mode")
     return mode
@@ -87,8 +78,8 @@ def to_mode(value: object) -> int:
 
 def to_int(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
     def convert(value: object) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"expected an integer, got {_type_name(value)} {value!r}")
+        if not checks.is_integer(value):
+            raise checks.wrong("an integer", value)
         if value < minimum:
             raise ValueError(f"{value} is less than {minimum}")
         if maximum is not None and value > maximum:
@@ -105,7 +96,7 @@ def to_seconds(value: object) -> float:
     with its fallback, and with the default ``accept`` mail would pass unfiltered.
     """
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"expected a number of seconds, got {_type_name(value)} {value!r}")
+        raise checks.wrong("a number of seconds", value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number of seconds")
     if value < 0:
@@ -116,8 +107,8 @@ def to_seconds(value: object) -> float:
 
 
 def to_names(value: object) -> list[str]:
-    if not isinstance(value, list):
-        raise ValueError(f"expected an array of strings, got {_type_name(value)} {value!r}")
+    if not isinstance(value, list):  # TOML's arrays; checks.array would take a tuple too
+        raise checks.wrong("an array of strings", value)
     names: list[str] = []
     for item in value:
         if not isinstance(item, str) or not item.strip():
@@ -138,27 +129,27 @@ def _table(*keys: Key) -> dict[str, Key]:
     return {key.name: key for key in keys}
 
 
+def _timeouts(**meanings: str) -> list[Key]:
+    """A child's time-outs, ``WHAT_timeout``: seconds, more than 0."""
+    return [Key(f"{what}_timeout", "float", to_seconds, text) for what, text in meanings.items()]
+
+
 MANAGER_KEYS = _table(
     Key("connection_spec", "spec", to_spec,
         "Socket the MTA side connects to when not socket-activated."),
-    Key("unix_socket_mode", "mode", to_mode,
-        "Permissions of a Unix socket mmd creates itself."),
-    Key("unix_socket_group", "str", to_str,
-        "Group given to a Unix socket mmd creates itself."),
-    Key("fallback_status", "status", to_status,
-        "Verdict when no child is left to ask."),
+    Key("unix_socket_mode", "mode", to_mode, "Permissions of a Unix socket mmd creates itself."),
+    Key("unix_socket_group", "str", to_str, "Group given to a Unix socket mmd creates itself."),
+    Key("fallback_status", "status", to_status, "Verdict when no child is left to ask."),
     Key("fallback_status_at_disconnect", "status", to_status,
         "Verdict when the SMTP client went away mid-session."),
     Key("max_connections", "int", to_int(0),
         "Sessions from the MTA side served at once (0: unlimited)."),
     Key("chunk_size", "int", to_int(1, 65535),
         "Largest body chunk in bytes sent to a child in one packet."),
-    Key("max_packet_size", "int", to_int(1),
-        "Largest milter packet in bytes accepted."),
+    Key("max_packet_size", "int", to_int(1), "Largest milter packet in bytes accepted."),
     Key("body_memory_limit", "int", to_int(0),
         "Body bytes kept in memory per message before a temporary file."),
-    Key("shutdown_timeout", "float", to_seconds,
-        "Seconds SIGTERM waits for sessions in flight."),
+    Key("shutdown_timeout", "float", to_seconds, "Seconds SIGTERM waits for sessions in flight."),
     Key("mta_idle_timeout", "float", to_seconds,
         "Seconds an MTA connection may stay silent while mmd waits for it."),
     Key("follow_systemd", "bool", to_bool,
@@ -175,11 +166,12 @@ MILTER_KEYS = _table(
         "Ask the child but ignore its rejecting verdicts and its changes."),
     Key("applicable_conditions", "names", to_names,
         "Conditions that decide per session whether the child is applied."),
-    Key("connection_timeout", "float", to_seconds, "Seconds to connect to the child."),
-    Key("writing_timeout", "float", to_seconds, "Seconds for a write to the child."),
-    Key("reading_timeout", "float", to_seconds, "Seconds to wait for a reply from the child."),
-    Key("end_of_message_timeout", "float", to_seconds,
-        "Seconds to wait for the child's reply at end-of-message."),
+    *_timeouts(
+        connection="Seconds to connect to the child.",
+        writing="Seconds for a write to the child.",
+        reading="Seconds to wait for a reply from the child.",
+        end_of_message="Seconds to wait for the child's reply at end-of-message.",
+    ),
 )
 
 

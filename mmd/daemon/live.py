@@ -1,4 +1,4 @@
-"""Pieces of the live update that follows systemd (``Daemon.refresh_detection``).
+"""Pieces of the live update that follows systemd (``Controller.refresh_detection``).
 
 A live update re-runs detection only for what systemd changed; the configuration files
 are read again as well (the merge needs them), so it runs only while they are exactly as
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from mmd.config.loader import config_files
+from mmd.journal_schema import Event, Field, extra
 
 log = logging.getLogger("mmd.daemon")
 
@@ -42,22 +43,17 @@ def announce(
     text: str,
     subscribers: Iterable[Callable[[str, bool, str], None]],
     level: int = logging.INFO,
-    **fields: str,
+    more: Mapping[str, str] | None = None,
 ) -> None:
     """One journal entry (MMD_EVENT=milter-state) and one MilterStateChanged per change."""
     log.log(
         level,
         "%s",
         text,
-        extra={
-            "fields": {
-                "MMD_EVENT": "milter-state",
-                "MMD_MILTER": name,
-                "MMD_STATUS": status,
-                "MMD_REASON": reason,
-                **fields,
-            }
-        },
+        extra=extra(
+            Event.MILTER_STATE,
+            {Field.MILTER: name, Field.STATUS: status, Field.REASON: reason, **(more or {})},
+        ),
     )
     for changed in subscribers:
         changed(name, in_use, text)
@@ -81,4 +77,4 @@ def report_set_change(
         word = "joined" if joined else "left"
         text = f"milter {name} {word} the set of children (systemd: {why}); now: {children}"
         announce(name, joined, word, f"systemd: {why}", text, listeners,
-                 MMD_CHILDREN=children)  # fmt: skip
+                 more={Field.CHILDREN: children})  # fmt: skip

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mmd.adapters.server import ChildVerdictRecord, SessionRecord
 from mmd.engine.applicability import SessionFacts
 from mmd.engine.session import ConditionSkipped
+from mmd.journal_schema import Event, Field, extra
 
 log = logging.getLogger("mmd.session")
 
@@ -30,7 +31,9 @@ class MilterCounters:
 
 
 @dataclass
-class Statistics:
+class Counters:
+    """What the daemon counted since it started (``GetStatistics`` takes a snapshot of it)."""
+
     total_sessions: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     milters: dict[str, MilterCounters] = field(default_factory=dict)
@@ -42,8 +45,13 @@ class Statistics:
         return counters
 
 
+Statistics = Counters
+"""The old name, until tests/support/daemon_log.py imports ``Counters``; not the same thing as
+``mmd.control.Statistics`` (a snapshot for D-Bus)."""
+
+
 class JournalRecorder:
-    def __init__(self, statistics: Statistics) -> None:
+    def __init__(self, statistics: Counters) -> None:
         self.statistics = statistics
 
     def session_started(self, session_id: int, active: int) -> None:
@@ -52,12 +60,7 @@ class JournalRecorder:
                 "[session][start](%d) active=%d",
                 session_id,
                 active,
-                extra={
-                    "fields": {
-                        "MMD_EVENT": "session-start",
-                        "MMD_SESSION_ID": str(session_id),
-                    }
-                },
+                extra=extra(Event.SESSION_START, {Field.SESSION_ID: str(session_id)}),
             )
 
     def child_finished(self, record: ChildVerdictRecord) -> None:
@@ -74,20 +77,20 @@ class JournalRecorder:
             record.session_id,
             record.milter,
             f" ({record.reason})" if record.reason else "",
-            extra={
-                "fields": {
-                    "MMD_EVENT": "milter-verdict",
-                    "MMD_SESSION_ID": str(record.session_id),
-                    "MMD_MILTER": record.milter,
-                    "MMD_STAGE": record.stage,
-                    "MMD_STATUS": record.status,
-                    "MMD_ELAPSED": f"{record.elapsed:.6f}",
-                    "MMD_REASON": record.reason,
-                    "MMD_QUEUE_ID": record.queue_id,
-                    "MMD_CLIENT_ADDRESS": record.client_address,
-                    "MMD_CLIENT_NAME": record.client_name,
-                }
-            },
+            extra=extra(
+                Event.MILTER_VERDICT,
+                {
+                    Field.SESSION_ID: str(record.session_id),
+                    Field.MILTER: record.milter,
+                    Field.STAGE: record.stage,
+                    Field.STATUS: record.status,
+                    Field.ELAPSED: f"{record.elapsed:.6f}",
+                    Field.REASON: record.reason,
+                    Field.QUEUE_ID: record.queue_id,
+                    Field.CLIENT_ADDRESS: record.client_address,
+                    Field.CLIENT_NAME: record.client_name,
+                },
+            ),
         )
 
     def condition_skipped(
@@ -100,17 +103,17 @@ class JournalRecorder:
                 session_id,
                 event.name,
                 event.reason,
-                extra={
-                    "fields": {
-                        "MMD_EVENT": "condition-skip",
-                        "MMD_SESSION_ID": str(session_id),
-                        "MMD_MILTER": event.name,
-                        "MMD_STAGE": event.stage.value,
-                        "MMD_REASON": event.reason,
-                        "MMD_CLIENT_ADDRESS": facts.client_address,
-                        "MMD_CLIENT_NAME": facts.client_name,
-                    }
-                },
+                extra=extra(
+                    Event.CONDITION_SKIP,
+                    {
+                        Field.SESSION_ID: str(session_id),
+                        Field.MILTER: event.name,
+                        Field.STAGE: event.stage.value,
+                        Field.REASON: event.reason,
+                        Field.CLIENT_ADDRESS: facts.client_address,
+                        Field.CLIENT_NAME: facts.client_name,
+                    },
+                ),
             )
 
     def session_finished(self, record: SessionRecord) -> None:
@@ -121,12 +124,7 @@ class JournalRecorder:
                 "[session][disconnected][%.3f](%d)",
                 record.elapsed,
                 record.session_id,
-                extra={
-                    "fields": {
-                        "MMD_EVENT": "session-disconnected",
-                        "MMD_SESSION_ID": str(record.session_id),
-                    }
-                },
+                extra=extra(Event.SESSION_DISCONNECTED, {Field.SESSION_ID: str(record.session_id)}),
             )
         log.info(
             "[session][end][%s][%s][%.3f](%d)",
@@ -134,18 +132,18 @@ class JournalRecorder:
             record.status,
             record.elapsed,
             record.session_id,
-            extra={
-                "fields": {
-                    "MMD_EVENT": "session-end",
-                    "MMD_SESSION_ID": str(record.session_id),
-                    "MMD_STAGE": record.stage,
-                    "MMD_STATUS": record.status,
-                    "MMD_ELAPSED": f"{record.elapsed:.6f}",
-                    "MMD_QUEUE_ID": record.queue_id,
-                    "MMD_CLIENT_ADDRESS": record.client_address,
-                    "MMD_CLIENT_NAME": record.client_name,
-                }
-            },
+            extra=extra(
+                Event.SESSION_END,
+                {
+                    Field.SESSION_ID: str(record.session_id),
+                    Field.STAGE: record.stage,
+                    Field.STATUS: record.status,
+                    Field.ELAPSED: f"{record.elapsed:.6f}",
+                    Field.QUEUE_ID: record.queue_id,
+                    Field.CLIENT_ADDRESS: record.client_address,
+                    Field.CLIENT_NAME: record.client_name,
+                },
+            ),
         )
 
     def child_error(self, session_id: int, milter: str, reason: str) -> None:
@@ -157,14 +155,14 @@ class JournalRecorder:
             session_id,
             milter,
             reason,
-            extra={
-                "fields": {
-                    "MMD_EVENT": "milter-error",
-                    "MMD_SESSION_ID": str(session_id),
-                    "MMD_MILTER": milter,
-                    "MMD_REASON": reason,
-                }
-            },
+            extra=extra(
+                Event.MILTER_ERROR,
+                {
+                    Field.SESSION_ID: str(session_id),
+                    Field.MILTER: milter,
+                    Field.REASON: reason,
+                },
+            ),
         )
 
     def header_added(self, session_id: int, name: str, value: str) -> None:
@@ -174,14 +172,14 @@ class JournalRecorder:
             session_id,
             name,
             value,
-            extra={
-                "fields": {
-                    "MMD_EVENT": "header-add",
-                    "MMD_SESSION_ID": str(session_id),
-                    "MMD_HEADER_NAME": name,
-                    "MMD_HEADER_VALUE": value,
-                }
-            },
+            extra=extra(
+                Event.HEADER_ADD,
+                {
+                    Field.SESSION_ID: str(session_id),
+                    Field.HEADER_NAME: name,
+                    Field.HEADER_VALUE: value,
+                },
+            ),
         )
 
     def mta_error(self, session_id: int, reason: str) -> None:
@@ -189,11 +187,11 @@ class JournalRecorder:
             "[session][error](%d): %s",
             session_id,
             reason,
-            extra={
-                "fields": {
-                    "MMD_EVENT": "mta-error",
-                    "MMD_SESSION_ID": str(session_id),
-                    "MMD_REASON": reason,
-                }
-            },
+            extra=extra(
+                Event.MTA_ERROR,
+                {
+                    Field.SESSION_ID: str(session_id),
+                    Field.REASON: reason,
+                },
+            ),
         )

@@ -21,22 +21,29 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmd.journal_schema import Event, Field
 from mmd.report.headers import report_kinds
 
 DEFAULT_STEP = 60
 
 # MMD_EVENT values the report reads (also the journal match, so nothing else is streamed)
-EVENTS = ("session-end", "session-disconnected", "milter-verdict", "milter-error", "header-add")
+EVENTS = (
+    Event.SESSION_END,
+    Event.SESSION_DISCONNECTED,
+    Event.MILTER_VERDICT,
+    Event.MILTER_ERROR,
+    Event.HEADER_ADD,
+)
 # journal fields the report reads (besides __CURSOR and __REALTIME_TIMESTAMP)
 FIELDS = (
-    "MMD_EVENT",
-    "MMD_SESSION_ID",
-    "MMD_STATUS",
-    "MMD_ELAPSED",
-    "MMD_MILTER",
-    "MMD_HEADER_NAME",
-    "MMD_HEADER_VALUE",
-    "_PID",
+    Field.EVENT,
+    Field.SESSION_ID,
+    Field.STATUS,
+    Field.ELAPSED,
+    Field.MILTER,
+    Field.HEADER_NAME,
+    Field.HEADER_VALUE,
+    "_PID",  # journald's own: which daemon process (session numbers restart with it)
 )
 
 
@@ -158,35 +165,35 @@ class Aggregator:
     def _count(self, entry: Mapping[str, Any]) -> None:
         totals = self.totals
         totals.entries += 1
-        event = _text(entry.get("MMD_EVENT"))
-        if event != "header-add":
+        event = _text(entry.get(Field.EVENT))
+        if event != Event.HEADER_ADD:
             self._header_run = None
-        if event == "session-end":
-            status = _text(entry.get("MMD_STATUS")) or "unknown"
+        if event == Event.SESSION_END:
+            status = _text(entry.get(Field.STATUS)) or "unknown"
             totals.sessions[status] += 1
-            totals.session_elapsed_us += microseconds(_text(entry.get("MMD_ELAPSED")))
+            totals.session_elapsed_us += microseconds(_text(entry.get(Field.ELAPSED)))
             self.summary.sessions[status] += 1
-        elif event == "milter-verdict":
-            milter = totals.milter(_text(entry.get("MMD_MILTER")) or "unknown")
-            milter.verdicts[_text(entry.get("MMD_STATUS")) or "unknown"] += 1
-            milter.elapsed_us += microseconds(_text(entry.get("MMD_ELAPSED")))
-        elif event == "header-add":
+        elif event == Event.MILTER_VERDICT:
+            milter = totals.milter(_text(entry.get(Field.MILTER)) or "unknown")
+            milter.verdicts[_text(entry.get(Field.STATUS)) or "unknown"] += 1
+            milter.elapsed_us += microseconds(_text(entry.get(Field.ELAPSED)))
+        elif event == Event.HEADER_ADD:
             self._header(entry)
-        elif event == "session-disconnected":
+        elif event == Event.SESSION_DISCONNECTED:
             totals.disconnected += 1
-        elif event == "milter-error":
-            totals.milter(_text(entry.get("MMD_MILTER")) or "unknown").errors += 1
+        elif event == Event.MILTER_ERROR:
+            totals.milter(_text(entry.get(Field.MILTER)) or "unknown").errors += 1
 
     def _header(self, entry: Mapping[str, Any]) -> None:
         """One message's added headers are consecutive entries (one end-of-message): a kind
         counts once per message even when two headers say it (X-Spam-Flag and X-Spam-Status,
         Received-SPF and Authentication-Results)."""
-        run = (_text(entry.get("_PID")), _text(entry.get("MMD_SESSION_ID")))
+        run = (_text(entry.get("_PID")), _text(entry.get(Field.SESSION_ID)))
         if run != self._header_run:
             self._header_run = run
             self._header_kinds = set()
-        name = _text(entry.get("MMD_HEADER_NAME"))
-        for kind in report_kinds(name, _text(entry.get("MMD_HEADER_VALUE"))):
+        name = _text(entry.get(Field.HEADER_NAME))
+        for kind in report_kinds(name, _text(entry.get(Field.HEADER_VALUE))):
             if kind not in self._header_kinds:
                 self._header_kinds.add(kind)
                 self.totals.reports[kind] += 1

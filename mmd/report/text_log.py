@@ -14,11 +14,13 @@ import re
 from collections.abc import Collection
 from datetime import UTC, datetime
 
+from mmd.journal_schema import Field
+
 _STAMP = re.compile(
     r"^\s*(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s"
 )
 _FIELD = re.compile(r' ([A-Z][A-Z0-9_]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?= |$)')
-_EVENT = " MMD_EVENT="
+_EVENT = f" {Field.EVENT}="
 
 
 def timestamp(line: str) -> float | None:
@@ -61,7 +63,7 @@ def entry(line: str, default_time: float, events: Collection[str]) -> dict[str, 
     """One journal-shaped entry (``__REALTIME_TIMESTAMP`` in microseconds) or None when the
     line is not one of ``events``."""
     found = fields(line)
-    if found.get("MMD_EVENT") not in events:
+    if found.get(Field.EVENT) not in events:
         return None
     when = timestamp(line)
     found["__REALTIME_TIMESTAMP"] = str(round((default_time if when is None else when)

@@ -169,7 +169,7 @@ class FakeControl:
         except KeyError:
             raise NoSuchMilter(name) from None
 
-    def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
+    async def set_milter_enabled(self, name: str, enabled: bool, caller: str) -> None:
         info = self.get_milter(name)
         self.set_calls.append((name, enabled, caller))
         self.milters[name] = MilterInfo(

@@ -414,7 +414,7 @@ def test_a_lost_bus_ends_the_handle_and_does_not_fail_the_daemon(loop: LoopThrea
     assert not handle.bus.connected
     # the daemon's callbacks still fire and must not raise into reload / override
     assert loop.run(control.reload()) == "reloaded: 2 milters: clamav-milter, opendkim"
-    control.set_milter_enabled("opendkim", False, "test")
+    loop.run(control.set_milter_enabled("opendkim", False, "test"))
     assert control.set_calls == [("opendkim", False, "test")]
     loop.run(handle.close())
 

@@ -8,16 +8,18 @@ from pathlib import Path
 
 from mmd.cli.classic_options import SYSTEMD_INSTEAD
 from mmd.cli.manager import build_parser
+from mmd.journal_schema import Event
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def written_events() -> set[str]:
-    """Every MMD_EVENT value in the daemon's code."""
+    """Every MMD_EVENT value the daemon's code uses (spelled in mmd/journal_schema.py)."""
     found: set[str] = set()
     for path in (ROOT / "mmd").rglob("*.py"):
-        found |= set(re.findall(r'"MMD_EVENT": "([a-z-]+)"', path.read_text()))
-    return found
+        if path.name != "journal_schema.py":
+            found |= set(re.findall(r"\bEvent\.([A-Z_]+)\b", path.read_text()))
+    return {getattr(Event, name) for name in found}
 
 
 def documented_events(path: Path) -> set[str]:

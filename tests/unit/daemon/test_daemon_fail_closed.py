@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from mmd.adapters.mta_client import SessionInput, Timeouts, parse_connection_spec, run_session
-from mmd.daemon.service import Daemon, Options
+from mmd.daemon.generation import Options
+from mmd.daemon.service import Daemon
 
 BROKEN = {
     "malformed-toml": ('[manager\nfallback_status = "accept"\n', ":1: (syntax): "),
@@ -45,7 +46,7 @@ async def session_status(path: Path) -> str:
 async def running(options: Options) -> AsyncIterator[Daemon]:
     daemon = Daemon(options)
     task = asyncio.create_task(daemon.run())
-    while daemon.state() != "running":
+    while daemon.control.state() != "running":
         if task.done():
             task.result()
             raise AssertionError("the daemon stopped before it was ready")
@@ -53,7 +54,7 @@ async def running(options: Options) -> AsyncIterator[Daemon]:
     try:
         yield daemon
     finally:
-        daemon._stop.set()
+        daemon.stop()
         assert await asyncio.wait_for(task, 15) == 0
 
 
@@ -76,17 +77,17 @@ def test_refused_configuration_at_start_answers_temporary_failure(
     async def scenario() -> None:
         async with running(options(tmp_path, sock)) as daemon:
             assert await session_status(sock) == "temporary-failure"
-            status = daemon._status_text()
+            status = daemon.control.status_text()
             assert status.startswith("configuration refused, every session gets "
                                      "temporary-failure: "), status
             assert f"{main}{problem}" in status
             assert "systemctl reload milter-manager" in status
-            assert "configuration refused" in daemon.show_config()
+            assert "configuration refused" in daemon.control.show_config()
 
             main.write_text('[manager]\nfallback_status = "accept"\n')
-            await daemon.reload()
+            await daemon.control.reload()
             assert await session_status(sock) == "accept"  # no child: the fallback
-            assert not daemon._status_text().startswith("configuration refused")
+            assert not daemon.control.status_text().startswith("configuration refused")
 
     with caplog.at_level(logging.INFO, logger="mmd"):
         asyncio.run(scenario())
@@ -109,10 +110,10 @@ def test_reload_does_not_move_the_socket_and_says_so(
         async with running(options(tmp_path)) as daemon:
             main.write_text(f'[manager]\nconnection_spec = "unix:{second}"\n'
                             'unix_socket_mode = "0600"\nchunk_size = 2048\n')
-            await daemon.reload()
+            await daemon.control.reload()
             assert await session_status(first) == "accept"
             assert not second.exists()
-            return daemon.show_config()
+            return daemon.control.show_config()
 
     with caplog.at_level(logging.WARNING, logger="mmd"):
         shown = asyncio.run(scenario())

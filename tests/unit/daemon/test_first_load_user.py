@@ -11,7 +11,8 @@ import pwd
 import tempfile
 from pathlib import Path
 
-from mmd.daemon.service import Daemon, Options
+from mmd.daemon.generation import Options
+from mmd.daemon.service import Daemon
 from mmd.detection.model import DetectedMilter
 
 
@@ -35,7 +36,7 @@ def _check_first_load(scratch: Path) -> None:
     nobody = pwd.getpwnam("nobody")
     groups_before = os.getgroups()
     daemon = Daemon(Options(config_dir=scratch / "none", detector=detector, user="nobody"))
-    daemon._first_load()
+    daemon.first_load()
     assert seen == [(nobody.pw_uid, nobody.pw_gid, False)]
     # and back to root afterwards: the socket is still to be opened
     assert (os.geteuid(), os.getegid()) == (0, 0)
@@ -49,5 +50,5 @@ def test_first_load_without_user_stays_root(tmp_path: Path) -> None:
         seen.append(os.geteuid())
         return [], []
 
-    Daemon(Options(config_dir=tmp_path / "none", detector=detector))._first_load()
+    Daemon(Options(config_dir=tmp_path / "none", detector=detector)).first_load()
     assert seen == [os.geteuid()]

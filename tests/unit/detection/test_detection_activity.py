@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mmd.adapters.server import ServerState
 from mmd.config.show import render_show_config
-from mmd.daemon.records import JournalRecorder
-from mmd.daemon.records import Statistics as Counters
-from mmd.daemon.service import Daemon, Options, build_generation, load
+from mmd.daemon.controller import Controller
+from mmd.daemon.generation import Loaded, Options, build_generation, load
 from mmd.detection.activity import changes, inactive_milters, take_out_inactive
 from mmd.detection.detect import detect
 from mmd.detection.model import DetectedMilter
@@ -110,16 +108,14 @@ def test_the_daemon_warns_once_per_change_and_lists_it_inactive(
 ) -> None:
     state = {"detected": OPENDKIM}
     (tmp_path / "etc").mkdir()
-    daemon = Daemon(Options(config_dir=tmp_path / "etc",
-                            detector=lambda: ([state["detected"]], [])))  # fmt: skip
+    daemon = Controller(Options(config_dir=tmp_path / "etc",
+                                detector=lambda: ([state["detected"]], [])))  # fmt: skip
     config = load(daemon.options, {})
-    daemon._config = config
-    daemon._state = ServerState(build_generation(config, 0), JournalRecorder(Counters()))
     signals: list[tuple[str, bool, str]] = []
     daemon.subscribe(lambda *args: signals.append(args), lambda *args: None)
 
     async def start_and_reload_twice() -> None:
-        daemon._follow_activity(config)  # at start
+        daemon.start(Loaded(config, build_generation(config, 0), ""))  # at start
         await daemon.reload()  # still failed: nothing new
         [info] = daemon.list_milters()
         assert (info.enabled, info.reachable) == (False, False)
@@ -143,4 +139,5 @@ def test_the_daemon_warns_once_per_change_and_lists_it_inactive(
     ]
     [info] = daemon.list_milters()
     assert (info.enabled, info.reachable, info.last_error) == (True, True, "")
-    assert [c.name for c in daemon._state.generation.children] == ["opendkim"]
+    assert daemon.server is not None
+    assert [c.name for c in daemon.server.generation.children] == ["opendkim"]
