@@ -45,11 +45,6 @@ class Counters:
         return counters
 
 
-Statistics = Counters
-"""The old name, until tests/support/daemon_log.py imports ``Counters``; not the same thing as
-``mmd.control.Statistics`` (a snapshot for D-Bus)."""
-
-
 class JournalRecorder:
     def __init__(self, statistics: Counters) -> None:
         self.statistics = statistics

@@ -33,9 +33,9 @@ WRITER = r"""
 import json, sys
 from mmd.adapters.journal import setup_logging
 from mmd.adapters.server import ChildVerdictRecord, SessionRecord
-from mmd.daemon.records import JournalRecorder, Statistics
+from mmd.daemon.records import Counters, JournalRecorder
 setup_logging(verbose=False, use_journal=True)
-recorder = JournalRecorder(Statistics())
+recorder = JournalRecorder(Counters())
 for s in json.load(sys.stdin):
     i = s["id"]
     for name, status, elapsed in s["verdicts"]:

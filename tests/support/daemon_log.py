@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mmd.adapters.journal import FieldsFormatter
 from mmd.adapters.server import ChildVerdictRecord, SessionRecord
-from mmd.daemon.records import JournalRecorder, Statistics
+from mmd.daemon.records import Counters, JournalRecorder
 
 
 class _Stamped(logging.Formatter):
@@ -35,7 +35,7 @@ def write_log(path: Path, times: list[float]) -> None:
     level = root.level
     root.setLevel(logging.INFO)
     try:
-        recorder = JournalRecorder(Statistics())
+        recorder = JournalRecorder(Counters())
         for number, when in enumerate(times, 1):
             formatter.when = when
             recorder.child_finished(ChildVerdictRecord(

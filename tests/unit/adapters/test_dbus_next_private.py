@@ -25,7 +25,7 @@ from mmd.adapters.dbus_next_private import (
     installed_version,
     method_return,
 )
-from tests.dbus_support import LoopThread, PrivateBus
+from tests.support.dbus import LoopThread, PrivateBus
 
 _disconnect: Callable[[MessageBus], None] = MessageBus.disconnect  # untyped in dbus-next
 _method: Callable[..., Callable[[Callable[..., Any]], Any]] = method

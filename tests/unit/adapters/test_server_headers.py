@@ -18,7 +18,7 @@ from mmd.adapters.server import (
     reported_header,
 )
 from mmd.config.model import ManagerConfig
-from mmd.daemon.records import JournalRecorder, Statistics
+from mmd.daemon.records import Counters, JournalRecorder
 from mmd.engine.applicability import SessionFacts
 from mmd.engine.session import ConditionSkipped, SessionSettings, ToMta
 from mmd.protocol import messages as m
@@ -93,7 +93,7 @@ async def header_changes_to_the_mta_are_recorded() -> None:
 
 def test_journal_recorder_header_line_and_fields(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="mmd.session")
-    JournalRecorder(Statistics()).header_added(42, "X-Spam-Flag", "YES")
+    JournalRecorder(Counters()).header_added(42, "X-Spam-Flag", "YES")
     (record,) = caplog.records
     assert record.getMessage() == "[session][header][add](42): X-Spam-Flag=YES"
     fields: Any = record.fields  # type: ignore[attr-defined]
