@@ -20,30 +20,41 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import cast
 
 from mmd.adapters.children import ChildLink
+from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRecord
+from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
 from mmd.engine.applicability import SessionFacts, Stage
-from mmd.engine.message import SpooledBody
-from mmd.engine.session import (
-    Action,
+from mmd.engine.outputs import (
     ChildFinished,
-    ChildSettings,
     CloseChild,
     ConditionSkipped,
     Drain,
     MtaDrain,
     MtaError,
-    Session,
+    Output,
     SessionFinished,
-    SessionSettings,
     ToChild,
     ToMta,
 )
+from mmd.engine.session import ChildSettings, Session, SessionSettings
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
+
+__all__ = [
+    # the record types live in mmd.adapters.session_records; named here for older imports
+    "ChildVerdictRecord",
+    "Generation",
+    "MtaProtocol",
+    "ServerState",
+    "SessionRecord",
+    "listen",
+    "reported_header",
+    "serve_socket",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +66,6 @@ class Generation:
     children: tuple[ChildSettings, ...]
     session_settings: SessionSettings
     number: int = 0
-
-
-class Recorder(Protocol):
-    """Where finished sessions and children's verdicts go (journal + statistics)."""
-
-    def session_started(self, session_id: int, active: int) -> None: ...
-
-    def child_finished(self, record: ChildVerdictRecord) -> None: ...
-
-    def condition_skipped(
-        self, session_id: int, facts: SessionFacts, event: ConditionSkipped
-    ) -> None: ...
-
-    def session_finished(self, record: SessionRecord) -> None: ...
-
-    def child_error(self, session_id: int, milter: str, reason: str) -> None: ...
-
-    def mta_error(self, session_id: int, reason: str) -> None: ...
-
-    def header_added(self, session_id: int, name: str, value: str) -> None: ...
 
 
 # Header changes the statistics report reads back from the journal (spam, virus, greylist,
@@ -89,31 +80,6 @@ def reported_header(name: str) -> bool:
     """True for the header names the statistics report counts."""
     lowered = name.lower()
     return lowered in _REPORTED_HEADERS or lowered.startswith(_REPORTED_PREFIXES)
-
-
-@dataclass(frozen=True, slots=True)
-class ChildVerdictRecord:
-    session_id: int
-    milter: str
-    stage: str
-    status: str
-    elapsed: float
-    reason: str
-    queue_id: str
-    client_address: str
-    client_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    session_id: int
-    stage: str
-    status: str
-    elapsed: float
-    disconnected: bool
-    queue_id: str
-    client_address: str
-    client_name: str
 
 
 @dataclass
@@ -139,6 +105,8 @@ _BACKLOG_LIMIT = 32
 
 
 class MtaProtocol(asyncio.Protocol):
+    """One MTA connection: decodes its commands, feeds the engine, carries out its outputs."""
+
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
@@ -182,7 +150,14 @@ class MtaProtocol(asyncio.Protocol):
             facts=facts,
         )
         self._links = [
-            ChildLink(i, milter, self._child_reply, self._child_failed, manager.max_packet_size)
+            ChildLink(
+                i,
+                milter,
+                self._child_reply,
+                self._child_failed,
+                manager.max_packet_size,
+                self._session.conversations[i],
+            )
             for i, milter in enumerate(generation.milters)
         ]
         self._started_session = True
@@ -335,7 +310,7 @@ class MtaProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ actions
 
-    def _carry_out(self, actions: list[Action]) -> None:
+    def _carry_out(self, actions: list[Output]) -> None:
         # Adjacent packets for the same peer leave in one write (MACRO + CONNECT, the
         # changes + the verdict at end-of-message): every write costs a system call and a
         # wake-up of the peer, the biggest single cost per session. Only neighbours are
@@ -414,7 +389,7 @@ class MtaProtocol(asyncio.Protocol):
         if error.fatal:
             self._close_mta()
 
-    def _record(self, action: Action) -> None:
+    def _record(self, action: Output) -> None:
         recorder = self._state.recorder
         facts = self._session.facts
         queue_id = facts.macros.get("i", "")

@@ -46,11 +46,11 @@ from mmd.daemon import live
 from mmd.daemon.records import JournalRecorder
 from mmd.daemon.records import Statistics as Counters
 from mmd.daemon.startup import keep_listening_settings, refused_configuration
+from mmd.daemon.status_map import STATUS_VERDICTS
 from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
 from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
-from mmd.engine.verdict import STATUS_VERDICTS
 from mmd.protocol.constants import MacroStage
 
 log = logging.getLogger("mmd.daemon")

@@ -46,7 +46,7 @@ exec "$JOURNALD"
 WRITER = r"""
 import json, sys
 from mmd.adapters.journal import setup_logging
-from mmd.adapters.server import ChildVerdictRecord, SessionRecord
+from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.daemon.records import JournalRecorder, Statistics
 setup_logging(verbose=False, use_journal=True)
 recorder = JournalRecorder(Statistics())

@@ -11,11 +11,11 @@ import pytest
 from mmd.engine.applicability import Stage
 from mmd.engine.message import MemoryBody
 from mmd.engine.session import (
-    Action,
     ChildSettings,
     Drain,
     MtaDrain,
     MtaError,
+    Output,
     Session,
     SessionSettings,
     ToChild,
@@ -40,7 +40,7 @@ from tests.unit.engine.driver import (
 NO_REPLY_BODY = answer(Step.NO_REPLY_BODY)
 
 
-def body_chunks(actions: list[Action], index: int) -> int:
+def body_chunks(actions: list[Output], index: int) -> int:
     return sum(isinstance(c, m.Body) for c in commands(actions, index))
 
 
