@@ -610,7 +610,7 @@ class Session:
             yield m.Data(), Stage.DATA, not steps & _NO_REPLY_DATA
         if not steps & _NO_HEADERS:
             expect = not steps & _NO_REPLY_HEADER
-            adapt = self._header_adapter_to_child(child)
+            adapt = self._header_adapters(child)[0]
             for name, value in transaction.working.items():
                 yield m.Header(name, adapt(value)), Stage.HEADER, expect
         if not steps & _NO_END_OF_HEADERS:
@@ -692,7 +692,7 @@ class Session:
 
     def _apply(self, child: ChildConversation, change: m.Modification) -> None:
         try:
-            if not self.transaction.apply(change, self._header_adapter_from_child(child)):
+            if not self.transaction.apply(change, self._header_adapters(child)[1]):
                 self._out.append(ToMta(change))  # recipients: forwarded as they come
         except HeaderError as error:
             child.reason = str(error)
@@ -805,21 +805,15 @@ class Session:
 
     # ------------------------------------------------------------ leading space
 
-    def _header_adapter_to_child(self, child: ChildConversation) -> Callable[[str], str]:
+    def _header_adapters(
+        self, child: ChildConversation
+    ) -> tuple[Callable[[str], str], Callable[[str], str]]:
+        """(to the child, from the child): header values gain or lose the separator
+        space where the MTA and the child disagree on SMFIP_HDR_LEADSPC."""
         mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
-        if mta and not child.leading_space:
-            return _strip_space
-        if child.leading_space and not mta:
-            return _add_space
-        return _same
-
-    def _header_adapter_from_child(self, child: ChildConversation) -> Callable[[str], str]:
-        mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
-        if mta and not child.leading_space:
-            return _add_space
-        if child.leading_space and not mta:
-            return _strip_space
-        return _same
+        if mta == child.leading_space:
+            return _same, _same
+        return (_strip_space, _add_space) if mta else (_add_space, _strip_space)
 
 
 def _strip_space(value: str) -> str:
