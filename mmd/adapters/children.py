@@ -199,9 +199,10 @@ class ChildLink(asyncio.Protocol):
             self._on_reply_received(reply)
 
     def _on_reply_received(self, reply: m.Message) -> None:
-        if ChildConversation.keeps_waiting(self._conversation.awaiting, reply):
+        awaiting = self._conversation.awaiting
+        if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
             # still working on it: each sign of life resets the clock
-            self._arm_read_timer(Stage.END_OF_MESSAGE)
+            self._arm_read_timer(awaiting)
         self._on_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:

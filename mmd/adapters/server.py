@@ -27,7 +27,7 @@ from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRe
 from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
 from mmd.engine.outputs import (
     ChildFinished,
     CloseChild,
@@ -41,6 +41,7 @@ from mmd.engine.outputs import (
     ToMta,
 )
 from mmd.engine.session import ChildSettings, Session, SessionSettings
+from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 

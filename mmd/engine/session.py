@@ -115,14 +115,11 @@ class SessionSettings:
     needed_macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
 
 
-_NO_DATA = int(Step.NO_DATA)
-_NO_HEADERS = int(Step.NO_HEADERS)
-_NO_END_OF_HEADERS = int(Step.NO_END_OF_HEADERS)
-_NO_BODY = int(Step.NO_BODY)
-_NO_REPLY_DATA = int(Step.NO_REPLY_DATA)
-_NO_REPLY_HEADER = int(Step.NO_REPLY_HEADER)
-_NO_REPLY_END_OF_HEADERS = int(Step.NO_REPLY_END_OF_HEADERS)
-_NO_REPLY_BODY = int(Step.NO_REPLY_BODY)
+_DATA = STAGES[m.Data]
+_HEADER = STAGES[m.Header]
+_END_OF_HEADERS = STAGES[m.EndOfHeaders]
+_BODY = STAGES[m.Body]
+_END_OF_MESSAGE = STAGES[m.EndOfMessage]
 _HEADER_LEADING_SPACE = int(Step.HEADER_LEADING_SPACE)
 _FAMILIES = {
     Family.UNIX: "unix",
@@ -430,12 +427,12 @@ class Session:
         for child in self.conversations:
             if not self._takes_part(child, stage):
                 continue
-            if child.steps & info.no_event:
+            if not child.wants(info):
                 continue
             if rejected_recipient and not child.wants_rejected_recipients():
                 continue
             self._send_macros(child, info.code)
-            expect = not child.steps & info.no_reply
+            expect = child.replies(info)
             self._send(child, command, stage, expect_reply=expect)
             child.last_stage = stage
             if stage is Stage.MAIL:
@@ -603,27 +600,26 @@ class Session:
 
     def _replay_script(self, child: ChildConversation) -> Script:
         """What ``child`` gets at end-of-message: (command, stage, expects a reply)."""
-        steps = child.steps
         transaction = self.transaction
-        if not transaction.saw_data and not steps & _NO_DATA:
-            self._send_macros(child, b"T")
-            yield m.Data(), Stage.DATA, not steps & _NO_REPLY_DATA
-        if not steps & _NO_HEADERS:
-            expect = not steps & _NO_REPLY_HEADER
+        if not transaction.saw_data and child.wants(_DATA):
+            self._send_macros(child, _DATA.code)
+            yield m.Data(), Stage.DATA, child.replies(_DATA)
+        if child.wants(_HEADER):
+            expect = child.replies(_HEADER)
             adapt = self._header_adapters(child)[0]
             for name, value in transaction.working.items():
                 yield m.Header(name, adapt(value)), Stage.HEADER, expect
-        if not steps & _NO_END_OF_HEADERS:
-            self._send_macros(child, b"N")
-            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, not steps & _NO_REPLY_END_OF_HEADERS
+        if child.wants(_END_OF_HEADERS):
+            self._send_macros(child, _END_OF_HEADERS.code)
+            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, child.replies(_END_OF_HEADERS)
         body = transaction.current_body()
-        if not steps & _NO_BODY and body is not None:
-            expect = not steps & _NO_REPLY_BODY
+        if child.wants(_BODY) and body is not None:
+            expect = child.replies(_BODY)
             for chunk in body.chunks(self.settings.chunk_size):
                 if child.body_skipped:
                     break
                 yield m.Body(chunk), Stage.BODY, expect
-        self._send_macros(child, b"E")
+        self._send_macros(child, _END_OF_MESSAGE.code)
         yield m.EndOfMessage(), Stage.END_OF_MESSAGE, True
 
     def _pump(self, child: ChildConversation) -> bool:
