@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from mmd.engine.applicability import ChildCondition
 from mmd.engine.outputs import ChildFinished
@@ -47,6 +48,10 @@ class Left(enum.Enum):
     FAILED = "failed"
 
 
+# how a reply broke the protocol (tools word each their own way)
+ViolationKind = Literal["negotiate", "outside", "action", "unexpected"]
+
+
 class ChildProtocolError(Exception):
     """A child's reply broke the protocol; the child is out and its fallback counts.
 
@@ -55,7 +60,7 @@ class ChildProtocolError(Exception):
     (a change the child did not ask for), ``"unexpected"`` (anything else).
     """
 
-    def __init__(self, reason: str, kind: str, reply: str, stage: Stage | None) -> None:
+    def __init__(self, reason: str, kind: ViolationKind, reply: str, stage: Stage | None) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reply = reply
