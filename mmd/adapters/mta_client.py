@@ -36,8 +36,9 @@ from mmd.protocol.constants import (
 
 # stage name -> the letter its MACRO packet names (the stages a tool may send macros at)
 STAGE_COMMANDS: dict[str, bytes] = {
-    info.stage.value: info.code for info in STAGES.values() if info.stage is not Stage.HEADER
-    and info.stage is not Stage.BODY
+    info.stage.value: info.code
+    for info in STAGES.values()
+    if info.stage not in (Stage.HEADER, Stage.BODY)
 }
 
 

@@ -9,7 +9,8 @@ gets back a list of outputs to carry out, in order (``ToChild``, ``ToMta``,
 ``ConditionSkipped``, ``SessionFinished``, ``MtaError``). Connecting to a child
 is the adapter's business: it connects on the first ``ToChild`` for that child
 and reports a failure with ``child_failed``; timeouts likewise (the
-``expect_reply`` flag and the command's stage tell it which timeout to arm).
+``expect_reply`` flag and the command's stage tell it which timeout to arm, and
+``conversations[index].awaiting`` whether that reply is still due).
 
 The session's state is split by lifetime: the ``Session`` is one MTA
 connection (its phase, the command queue, connection facts, negotiation); a
@@ -47,8 +48,9 @@ Rules (reference-behaviour.md §2–§3), all in this file unless named:
   time; ``Drain``/``MtaDrain`` ask the adapter to call ``child_drained`` /
   ``mta_drained`` once that peer's socket took them.
 * A child's end-of-message changes are held until its verdict: a change it did
-  not ask for at negotiation (its actions) is a protocol violation that fails
-  it, and a child that fails gets none of that message's changes through.
+  not ask for at negotiation (its actions; judged by its ``ChildConversation``)
+  is a protocol violation that fails it, and a child that fails gets none of
+  that message's changes through.
 * The MTA breaking the protocol (a second OPTNEG, version 0 or 1, a command
   before OPTNEG) ends the session at once: ``MtaError(fatal=True)``. A body the
   store cannot keep (a full disk) gives the message a temporary failure.
