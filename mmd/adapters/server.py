@@ -111,6 +111,18 @@ class MtaProtocol(asyncio.Protocol):
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
+        # the session itself (_session, _links, _decoder, _loop) starts in _start, once a
+        # connection slot is free, with the generation current then
+        self._started_session = False
+        self._early: list[bytes] = []  # what came while waiting for a slot
+        self._reading_paused = False
+        self._writing_paused = False  # the MTA does not read what we send
+        self._drained_pending = False  # the engine waits for mta_drained()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_timeout = 0.0
+        self._last_input = 0.0
+        self._session_id = 0
+        self._started = 0.0
 
     # ------------------------------------------------------------ MTA side
 
@@ -118,18 +130,11 @@ class MtaProtocol(asyncio.Protocol):
         # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
         transport = cast(asyncio.Transport, base)
         self._transport = transport
-        self._started_session = False
-        self._reading_paused = False
-        self._writing_paused = False  # the MTA does not read what we send
-        self._drained_pending = False  # the engine waits for mta_drained()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._last_input = 0.0
         state = self._state
         limit = state.generation.manager.max_connections
         if limit and state.active >= limit:
             # after the transport's own first "start reading" (Python 3.11 would undo it)
             asyncio.get_running_loop().call_soon(transport.pause_reading)
-            self._early: list[bytes] = []
             state.waiting.append(self)
             return
         self._start()
