@@ -22,7 +22,8 @@ from mmd.conditions import (
     settings_from_table,
 )
 from mmd.conditions.restrict_accounts import RestrictAccounts
-from mmd.engine.applicability import ChildCondition, SessionFacts, Stage
+from mmd.engine.applicability import ChildCondition, SessionFacts
+from mmd.engine.stages import Stage
 
 CLIENTS: list[tuple[str, str, str]] = [
     ("ppp123.example.com", "inet", "198.51.100.23"),

@@ -4,7 +4,9 @@ Each ``ChildLink`` turns the engine's ``ToChild`` actions into bytes on a
 socket and the child's bytes into replies for the engine. It owns the
 child's four timeouts: connecting (connection_timeout), a write that does not
 drain (writing_timeout), a reply that does not come (reading_timeout, or
-end_of_message_timeout for end-of-message). Whatever goes wrong is reported
+end_of_message_timeout for end-of-message). Whether a reply is due is not its
+own guess: it reads the child's ``ChildConversation`` (the engine's), which the
+session updates with every command and reply. Whatever goes wrong is reported
 once through ``on_failure``; the engine decides what it means for the mail.
 """
 
@@ -18,7 +20,8 @@ from typing import cast
 
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
-from mmd.engine.applicability import Stage
+from mmd.engine.conversation import ChildConversation, ChildSettings
+from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError
 
@@ -30,6 +33,8 @@ DrainedHandler = Callable[[int], None]
 
 
 class ChildLink(asyncio.Protocol):
+    """One child's socket for one MTA connection: bytes out, replies in, its timeouts."""
+
     def __init__(
         self,
         index: int,
@@ -37,9 +42,12 @@ class ChildLink(asyncio.Protocol):
         on_reply: ReplyHandler,
         on_failure: FailureHandler,
         max_packet_size: int,
+        conversation: ChildConversation | None = None,
     ) -> None:
         self.index = index
         self.config = config
+        # what the engine knows of this child: whether, and for which stage, a reply is due
+        self._conversation = conversation or ChildConversation(index, ChildSettings(config.name))
         self._on_reply = on_reply
         self._on_failure = on_failure
         self._decoder = Decoder(Direction.REPLIES, max_packet_size)
@@ -52,7 +60,6 @@ class ChildLink(asyncio.Protocol):
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
-        self._awaiting: Stage | None = None
         self._done = False  # failed or closed on purpose: report nothing more
         self._write_paused = False
         self._on_drained: DrainedHandler | None = None
@@ -60,6 +67,7 @@ class ChildLink(asyncio.Protocol):
     # ------------------------------------------------------------ engine side
 
     def send(self, data: bytes, expect_reply: bool, stage: Stage) -> None:
+        """Write (or queue until connected) ``data``; a due reply arms the read timer."""
         if self._done:
             return
         if self._transport is None:
@@ -69,8 +77,7 @@ class ChildLink(asyncio.Protocol):
         else:
             self._transport.write(data)
         if expect_reply:
-            self._awaiting = stage
-            self._arm_read_timer()
+            self._arm_read_timer(stage)
 
     def when_drained(self, handler: DrainedHandler) -> None:
         """Call ``handler(index)`` once the socket took what was sent (engine's ``Drain``).
@@ -145,8 +152,9 @@ class ChildLink(asyncio.Protocol):
             else:
                 assert isinstance(spec, InetSpec)
                 family = socket.AF_INET6 if spec.family == "inet6" else socket.AF_INET
-                host = spec.host or ("::1" if spec.family == "inet6" else "127.0.0.1")
-                await loop.create_connection(self._itself, host, spec.port, family=family)
+                await loop.create_connection(
+                    self._itself, spec.connect_host(), spec.port, family=family
+                )
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -191,12 +199,10 @@ class ChildLink(asyncio.Protocol):
             self._on_reply_received(reply)
 
     def _on_reply_received(self, reply: m.Message) -> None:
-        if self._awaiting is Stage.END_OF_MESSAGE and isinstance(
-            reply, m.Progress | m.Modification
-        ):
-            self._arm_read_timer()  # still working on it: each sign of life resets the clock
-        else:
-            self._awaiting = None  # the lazy read timer finds nothing to wait for
+        awaiting = self._conversation.awaiting
+        if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
+            # still working on it: each sign of life resets the clock
+            self._arm_read_timer(awaiting)
         self._on_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
@@ -210,13 +216,13 @@ class ChildLink(asyncio.Protocol):
 
     # ------------------------------------------------------------ timeouts
 
-    def _arm_read_timer(self) -> None:
-        # A reply comes for nearly every packet, so the timer is lazy: a reply only clears
-        # _awaiting, re-arming only moves _read_deadline, and the one loop timer is
-        # rescheduled when it fires early (or when the deadline moves closer). Creating
-        # and cancelling a timer per packet cost more than the rest of the child's
-        # bookkeeping.
-        eom = self._awaiting is Stage.END_OF_MESSAGE
+    def _arm_read_timer(self, stage: Stage) -> None:
+        # A reply comes for nearly every packet, so the timer is lazy: the engine clears
+        # the conversation's ``awaiting`` when the reply came, re-arming only moves
+        # _read_deadline, and the one loop timer is rescheduled when it fires early (or
+        # when the deadline moves closer). Creating and cancelling a timer per packet
+        # cost more than the rest of the child's bookkeeping.
+        eom = stage is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
         loop = self._event_loop()
         deadline = loop.time() + timeout
@@ -230,15 +236,14 @@ class ChildLink(asyncio.Protocol):
 
     def _read_timer_fired(self) -> None:
         self._read_timer = None
-        if self._awaiting is None or self._done:
+        awaiting = self._conversation.awaiting
+        if awaiting is None or self._done:
             return  # the reply came in time
         loop = self._event_loop()
         if loop.time() < self._read_deadline:
             self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
             return
-        self._fail(
-            f"timeout: no reply at {self._awaiting.value} within {self._read_timeout:g} s"
-        )
+        self._fail(f"timeout: no reply at {awaiting.value} within {self._read_timeout:g} s")
 
     def pause_writing(self) -> None:
         self._write_paused = True

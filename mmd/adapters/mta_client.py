@@ -1,10 +1,11 @@
 """The MTA side of one milter session over asyncio, as a test tool needs it.
 
 It plays Postfix toward a single milter: negotiate, then connect .. end-of-message
-with the macros an MTA sends, honouring the milter's step flags (events it does
-not want, replies it will not send). It collects the verdict and the changes;
-applying the changes to a message is the caller's business, so this module
-stays small and the output tool stays pure.
+with the macros an MTA sends. What the milter is sent and which replies are due
+(its step flags) and what a reply means are the engine's ``ChildConversation``'s
+answers, the same the manager uses for its children. It collects the verdict
+and the changes; applying the changes to a message is the caller's business, so
+this module stays small and the output tool stays pure.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from mmd.config.connection_spec import ConnectionSpec, UnixSpec
+from mmd.engine.conversation import ChildConversation, ChildProtocolError, ChildSettings
+from mmd.engine.stages import STAGES, Stage
+from mmd.engine.verdict import Verdict
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, EncodeError, ProtocolError, encode
 from mmd.protocol.constants import (
@@ -23,68 +28,17 @@ from mmd.protocol.constants import (
     ALL_STEPS,
     DEFAULT_MAX_PACKET_SIZE,
     MAX_BODY_CHUNK,
-    Command,
     Family,
-    Step,
 )
-
-# ---------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionSpec:
-    """A parsed ``unix:PATH`` / ``inet:PORT@HOST`` / ``inet6:PORT@HOST`` spec."""
-
-    family: Family
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    def __str__(self) -> str:
-        if self.family is Family.UNIX:
-            return f"unix:{self.path}"
-        kind = "inet" if self.family is Family.INET else "inet6"
-        return f"{kind}:{self.port}@{self.host}"
-
-
-class SpecError(ValueError):
-    """A connection spec that cannot be parsed."""
-
-
-def parse_connection_spec(spec: str) -> ConnectionSpec:
-    """Parse the classic spec syntax; a bare absolute path means ``unix:PATH``."""
-    if spec.startswith("/"):
-        spec = "unix:" + spec
-    kind, sep, rest = spec.partition(":")
-    if not sep or not rest:
-        raise SpecError(f"invalid connection spec: <{spec}>")
-    kind = kind.lower()
-    if kind in ("unix", "local"):
-        return ConnectionSpec(Family.UNIX, path=rest)
-    if kind not in ("inet", "inet6"):
-        raise SpecError(f"invalid connection spec type: <{kind}>: <{spec}>")
-    port_text, _, host = rest.partition("@")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise SpecError(f"invalid port number: <{port_text}>: <{spec}>")
-    host = host.removeprefix("[").removesuffix("]")
-    family = Family.INET if kind == "inet" else Family.INET6
-    if not host:
-        host = "127.0.0.1" if family is Family.INET else "::1"
-    return ConnectionSpec(family, host=host, port=int(port_text))
-
 
 # ---------------------------------------------------------------- session input/output
 
 
-STAGE_COMMANDS: dict[str, Command] = {
-    "connect": Command.CONNECT,
-    "helo": Command.HELO,
-    "envelope-from": Command.MAIL,
-    "envelope-recipient": Command.RCPT,
-    "unknown": Command.UNKNOWN,
-    "data": Command.DATA,
-    "end-of-header": Command.END_OF_HEADERS,
-    "end-of-message": Command.END_OF_MESSAGE,
+# stage name -> the letter its MACRO packet names (the stages a tool may send macros at)
+STAGE_COMMANDS: dict[str, bytes] = {
+    info.stage.value: info.code
+    for info in STAGES.values()
+    if info.stage not in (Stage.HEADER, Stage.BODY)
 }
 
 
@@ -109,6 +63,8 @@ class SessionInput:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """The four timeouts of the classic tool, in seconds."""
+
     connection: float = 300.0
     reading: float = 10.0
     writing: float = 10.0
@@ -160,14 +116,20 @@ class SessionError(Exception):
     """The session broke off: timeout, closed connection or protocol error."""
 
 
-_FINAL = {
-    m.Accept: "accept",
-    m.Reject: "reject",
-    m.Tempfail: "temporary-failure",
-    m.Discard: "discard",
-    m.ConnectionFail: "temporary-failure",
-    m.Shutdown: "temporary-failure",
-}
+_GOES_ON = frozenset({Verdict.CONTINUE, Verdict.SKIP})
+_REFUSED = frozenset({Verdict.REJECT, Verdict.TEMPFAIL})
+
+
+def _tool_words(error: ChildProtocolError) -> str:
+    """The tool's own wording of a protocol violation (the classic test server's)."""
+    if error.kind == "negotiate":
+        return f"expected a negotiate reply, got {error.reply}"
+    if error.kind == "outside":
+        return f"protocol error: {error.reply} outside end-of-message"
+    if error.kind == "action":
+        return f"protocol error: {error}"
+    stage = error.stage.value if error.stage is not None else "no stage"
+    return f"unexpected reply {error.reply} at {stage}"
 
 
 # ---------------------------------------------------------------- connection
@@ -192,11 +154,12 @@ class MilterConnection:
     async def open(
         cls, spec: ConnectionSpec, timeouts: Timeouts, trace: Trace | None = None
     ) -> MilterConnection:
+        """Connect within the connection timeout; ConnectError says why not."""
         try:
-            if spec.family is Family.UNIX:
+            if isinstance(spec, UnixSpec):
                 coro = asyncio.open_unix_connection(spec.path)
             else:
-                coro = asyncio.open_connection(spec.host, spec.port)
+                coro = asyncio.open_connection(spec.connect_host(), spec.port)
             reader, writer = await asyncio.wait_for(coro, timeouts.connection)
         except TimeoutError as error:
             raise ConnectError("connection timeout") from error
@@ -205,6 +168,7 @@ class MilterConnection:
         return cls(reader, writer, timeouts, trace)
 
     async def send(self, *messages: m.CommandMessage) -> None:
+        """Write ``messages`` in one go and wait until the socket took them."""
         if self._trace is not None:
             for message in messages:
                 self._trace("send", message)
@@ -221,6 +185,7 @@ class MilterConnection:
             raise SessionError(f"failed to write: {error}") from error
 
     async def receive(self, timeout: float, what: str = "reading") -> m.Message:
+        """The next reply; SessionError on a timeout, a close or a malformed packet."""
         while True:
             try:
                 message = self._decoder.next_message()
@@ -241,6 +206,7 @@ class MilterConnection:
             self._decoder.receive_data(data)
 
     async def close(self) -> None:
+        """Close the connection (a milter that left already changes nothing)."""
         self._writer.close()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
@@ -254,19 +220,19 @@ class _Stop(Exception):
 
 
 class MtaSession:
-    """Drives one session; the milter's step flags decide what is sent and awaited."""
+    """Drives one session; the milter's ``ChildConversation`` decides what is sent and awaited."""
 
     def __init__(self, connection: MilterConnection, data: SessionInput, timeouts: Timeouts):
         self._connection = connection
         self._data = data
         self._timeouts = timeouts
-        self._steps = Step(0)
+        self._conversation = ChildConversation(0, ChildSettings("milter"))
         self._version = data.negotiate_version
         self.result = SessionResult()
-        self._skip_body = False
         self._recipient = ""
 
     async def run(self) -> SessionResult:
+        """The whole session, QUIT included; the result says what the milter decided."""
         started = time.monotonic()
         try:
             await self._negotiate()
@@ -275,6 +241,8 @@ class MtaSession:
             await self._say_goodbye(m.Quit())
         except _Stop:
             await self._say_goodbye(m.Abort(), m.Quit())
+        except ChildProtocolError as error:
+            raise SessionError(_tool_words(error)) from error
         finally:
             self.result.elapsed = time.monotonic() - started
         return self.result
@@ -288,94 +256,79 @@ class MtaSession:
         offer = m.Negotiate(self._data.negotiate_version, ALL_ACTIONS, ALL_STEPS)
         await self._connection.send(offer)
         reply = await self._connection.receive(self._timeouts.reading)
-        if not isinstance(reply, m.Negotiate):
-            raise SessionError(f"expected a negotiate reply, got {type(reply).__name__}")
+        self._conversation.negotiated(reply, int(offer.actions))  # type: ignore[arg-type]
+        assert isinstance(reply, m.Negotiate)
         self.result.negotiated = reply
-        self._steps = reply.steps
         self._version = min(self._version, reply.version)
 
-    def _macros(self, stage: str) -> list[m.CommandMessage]:
-        pairs = list(self._data.macros.get(stage, []))
-        if stage == "envelope-recipient":
+    def _macros(self, stage: Stage) -> list[m.CommandMessage]:
+        pairs = list(self._data.macros.get(stage.value, []))
+        if stage is Stage.RCPT:
             pairs += self._data.recipient_macros.get(self._recipient, [])
         if not pairs:
             return []
-        return [m.Macro(STAGE_COMMANDS[stage].value, tuple(pairs))]
+        return [m.Macro(STAGE_COMMANDS[stage.value], tuple(pairs))]
 
-    async def _step(
-        self, stage: str, command: m.CommandMessage, no_event: Step, no_reply: Step,
-        macros: bool = True,
-    ) -> type[m.Message] | None:
-        """Send one event; return the verdict's type, or None if none was awaited."""
-        if no_event and self._steps & no_event:
+    async def _step(self, command: m.CommandMessage) -> Verdict | None:
+        """Send one event; return the verdict, or None if none was awaited."""
+        info = STAGES[type(command)]
+        conversation = self._conversation
+        if not conversation.wants(info):
             return None
-        await self._connection.send(*(self._macros(stage) if macros else []), command)
-        if no_reply and self._steps & no_reply:
+        stage = info.stage
+        macros = [] if stage in (Stage.HEADER, Stage.BODY) else self._macros(stage)
+        await self._connection.send(*macros, command)
+        if not conversation.replies(info):
             return None
+        conversation.awaiting = stage
         return await self._verdict(stage)
 
-    async def _verdict(self, stage: str) -> type[m.Message]:
-        eom = stage == "end-of-message"
+    async def _verdict(self, stage: Stage) -> Verdict:
+        eom = stage is Stage.END_OF_MESSAGE
         timeout = self._timeouts.end_of_message if eom else self._timeouts.reading
         what = "end-of-message" if eom else "reading"
+        result = self.result
         while True:
             reply = await self._connection.receive(timeout, what)
+            verdict = self._conversation.answer(stage, reply)  # type: ignore[arg-type]
+            if verdict is not None:
+                if isinstance(reply, m.ReplyCode):
+                    result.reply = split_reply_code(reply.text)
+                return verdict
             if isinstance(reply, m.Progress):
-                self.result.progress_count += 1
+                result.progress_count += 1
                 continue
             if isinstance(reply, m.Quarantine):
-                self.result.quarantine_reason = reply.reason
-                self.result.changes.append(reply)
-                continue
-            if isinstance(
-                reply,
-                m.AddHeader | m.InsertHeader | m.ChangeHeader | m.AddRecipient
-                | m.AddRecipientWithArgs | m.DeleteRecipient | m.ChangeFrom | m.ReplaceBody,
-            ):
-                if not eom:
-                    raise SessionError(
-                        f"protocol error: {type(reply).__name__} outside end-of-message"
-                    )
-                self.result.changes.append(reply)
-                continue
-            if isinstance(reply, m.ReplyCode):
-                text = split_reply_code(reply.text)
-                self.result.reply = text
-                return m.Tempfail if 400 <= text.code < 500 else m.Reject
-            if isinstance(reply, m.Continue | m.Skip | m.Accept | m.Reject | m.Tempfail
-                          | m.Discard | m.ConnectionFail | m.Shutdown):
-                return type(reply)
-            raise SessionError(f"unexpected reply {type(reply).__name__} at {stage}")
+                result.quarantine_reason = reply.reason
+            result.changes.append(reply)  # type: ignore[arg-type]
 
-    def _finish_if_final(self, verdict: type[m.Message] | None) -> None:
-        if verdict is None or verdict in (m.Continue, m.Skip):
+    def _finish_if_final(self, verdict: Verdict | None) -> None:
+        if verdict is None or verdict in _GOES_ON:
             return
-        self.result.status = _FINAL[verdict]
+        self.result.status = verdict.label
         raise _Stop
 
     async def _envelope(self) -> None:
         data = self._data
         address = data.connect_address
-        if address.family is Family.UNIX:
+        if isinstance(address, UnixSpec):
             connect = m.Connect(data.connect_host, Family.UNIX, 0, address.path)
         else:
-            connect = m.Connect(data.connect_host, address.family, address.port, address.host)
-        self._finish_if_final(
-            await self._step("connect", connect, Step.NO_CONNECT, Step.NO_REPLY_CONNECT))
-        self._finish_if_final(await self._step(
-            "helo", m.Helo(data.helo_fqdn), Step.NO_HELO, Step.NO_REPLY_HELO))
-        self._finish_if_final(await self._step(
-            "envelope-from", m.Mail((data.envelope_from,)), Step.NO_MAIL, Step.NO_REPLY_MAIL))
+            family = Family.INET6 if address.family == "inet6" else Family.INET
+            connect = m.Connect(data.connect_host, family, address.port, address.connect_host())
+        self._finish_if_final(await self._step(connect))
+        self._finish_if_final(await self._step(m.Helo(data.helo_fqdn)))
+        self._finish_if_final(await self._step(m.Mail((data.envelope_from,))))
         accepted = 0
         last = "reject"
         for recipient in data.recipients:
             self._recipient = recipient
-            verdict = await self._step(
-                "envelope-recipient", m.Rcpt((recipient,)), Step.NO_RCPT, Step.NO_REPLY_RCPT)
-            if verdict in (m.Reject, m.Tempfail):
+            verdict = await self._step(m.Rcpt((recipient,)))
+            if verdict in _REFUSED:
                 # like an MTA: a refused recipient does not end the transaction
+                assert verdict is not None
                 self.result.rejected_recipients.append(recipient)
-                last = _FINAL[verdict]
+                last = verdict.label
                 continue
             self._finish_if_final(verdict)
             accepted += 1
@@ -384,37 +337,29 @@ class MtaSession:
             raise _Stop
         self.result.reply = None if accepted else self.result.reply
         if data.unknown_command is not None:
-            self._finish_if_final(await self._step(
-                "unknown", m.Unknown(data.unknown_command), Step.NO_UNKNOWN,
-                Step.NO_REPLY_UNKNOWN))
+            self._finish_if_final(await self._step(m.Unknown(data.unknown_command)))
         if self._version > 2:
-            self._finish_if_final(
-                await self._step("data", m.Data(), Step.NO_DATA, Step.NO_REPLY_DATA))
+            self._finish_if_final(await self._step(m.Data()))
 
     async def _message(self) -> None:
-        leading_space = bool(self._steps & Step.HEADER_LEADING_SPACE)
+        leading_space = self._conversation.leading_space
         for name, value in self._data.headers:
             sent = " " + value if leading_space else value
-            self._finish_if_final(await self._step(
-                "header", m.Header(name, sent), Step.NO_HEADERS, Step.NO_REPLY_HEADER,
-                macros=False))
-        self._finish_if_final(await self._step(
-            "end-of-header", m.EndOfHeaders(), Step.NO_END_OF_HEADERS,
-            Step.NO_REPLY_END_OF_HEADERS))
+            self._finish_if_final(await self._step(m.Header(name, sent)))
+        self._finish_if_final(await self._step(m.EndOfHeaders()))
+        skipped = False
         for chunk in self._data.body_chunks:
             for start in range(0, max(len(chunk), 1), MAX_BODY_CHUNK):
-                verdict = await self._step(
-                    "body", m.Body(chunk[start:start + MAX_BODY_CHUNK]), Step.NO_BODY,
-                    Step.NO_REPLY_BODY, macros=False)
-                if verdict is m.Skip:
-                    self._skip_body = True
+                verdict = await self._step(m.Body(chunk[start : start + MAX_BODY_CHUNK]))
+                if verdict is Verdict.SKIP:
+                    skipped = True
                     break
                 self._finish_if_final(verdict)
-            if self._skip_body:
+            if skipped:
                 break
-        await self._connection.send(*self._macros("end-of-message"), m.EndOfMessage())
-        verdict = await self._verdict("end-of-message")
-        self.result.status = "pass" if verdict in (m.Continue, m.Skip) else _FINAL[verdict]
+        verdict = await self._step(m.EndOfMessage())
+        assert verdict is not None  # end-of-message is always answered
+        self.result.status = "pass" if verdict in _GOES_ON else verdict.label
 
 
 async def run_session(

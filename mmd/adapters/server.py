@@ -20,30 +20,39 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import cast
 
 from mmd.adapters.children import ChildLink
+from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRecord
+from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
-from mmd.engine.applicability import SessionFacts, Stage
-from mmd.engine.message import SpooledBody
-from mmd.engine.session import (
-    Action,
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.outputs import (
     ChildFinished,
-    ChildSettings,
     CloseChild,
     ConditionSkipped,
     Drain,
     MtaDrain,
     MtaError,
-    Session,
+    Output,
     SessionFinished,
-    SessionSettings,
     ToChild,
     ToMta,
 )
+from mmd.engine.session import ChildSettings, Session, SessionSettings
+from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
+
+__all__ = [
+    "Generation",
+    "MtaProtocol",
+    "ServerState",
+    "listen",
+    "reported_header",
+    "serve_socket",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +64,6 @@ class Generation:
     children: tuple[ChildSettings, ...]
     session_settings: SessionSettings
     number: int = 0
-
-
-class Recorder(Protocol):
-    """Where finished sessions and children's verdicts go (journal + statistics)."""
-
-    def session_started(self, session_id: int, active: int) -> None: ...
-
-    def child_finished(self, record: ChildVerdictRecord) -> None: ...
-
-    def condition_skipped(
-        self, session_id: int, facts: SessionFacts, event: ConditionSkipped
-    ) -> None: ...
-
-    def session_finished(self, record: SessionRecord) -> None: ...
-
-    def child_error(self, session_id: int, milter: str, reason: str) -> None: ...
-
-    def mta_error(self, session_id: int, reason: str) -> None: ...
-
-    def header_added(self, session_id: int, name: str, value: str) -> None: ...
 
 
 # Header changes the statistics report reads back from the journal (spam, virus, greylist,
@@ -89,31 +78,6 @@ def reported_header(name: str) -> bool:
     """True for the header names the statistics report counts."""
     lowered = name.lower()
     return lowered in _REPORTED_HEADERS or lowered.startswith(_REPORTED_PREFIXES)
-
-
-@dataclass(frozen=True, slots=True)
-class ChildVerdictRecord:
-    session_id: int
-    milter: str
-    stage: str
-    status: str
-    elapsed: float
-    reason: str
-    queue_id: str
-    client_address: str
-    client_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    session_id: int
-    stage: str
-    status: str
-    elapsed: float
-    disconnected: bool
-    queue_id: str
-    client_address: str
-    client_name: str
 
 
 @dataclass
@@ -139,9 +103,23 @@ _BACKLOG_LIMIT = 32
 
 
 class MtaProtocol(asyncio.Protocol):
+    """One MTA connection: decodes its commands, feeds the engine, carries out its outputs."""
+
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
+        # the session itself (_session, _links, _decoder, _loop) starts in _start, once a
+        # connection slot is free, with the generation current then
+        self._started_session = False
+        self._early: list[bytes] = []  # what came while waiting for a slot
+        self._reading_paused = False
+        self._writing_paused = False  # the MTA does not read what we send
+        self._drained_pending = False  # the engine waits for mta_drained()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_timeout = 0.0
+        self._last_input = 0.0
+        self._session_id = 0
+        self._started = 0.0
 
     # ------------------------------------------------------------ MTA side
 
@@ -149,18 +127,11 @@ class MtaProtocol(asyncio.Protocol):
         # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
         transport = cast(asyncio.Transport, base)
         self._transport = transport
-        self._started_session = False
-        self._reading_paused = False
-        self._writing_paused = False  # the MTA does not read what we send
-        self._drained_pending = False  # the engine waits for mta_drained()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._last_input = 0.0
         state = self._state
         limit = state.generation.manager.max_connections
         if limit and state.active >= limit:
             # after the transport's own first "start reading" (Python 3.11 would undo it)
             asyncio.get_running_loop().call_soon(transport.pause_reading)
-            self._early: list[bytes] = []
             state.waiting.append(self)
             return
         self._start()
@@ -182,7 +153,14 @@ class MtaProtocol(asyncio.Protocol):
             facts=facts,
         )
         self._links = [
-            ChildLink(i, milter, self._child_reply, self._child_failed, manager.max_packet_size)
+            ChildLink(
+                i,
+                milter,
+                self._child_reply,
+                self._child_failed,
+                manager.max_packet_size,
+                self._session.conversations[i],
+            )
             for i, milter in enumerate(generation.milters)
         ]
         self._started_session = True
@@ -220,7 +198,7 @@ class MtaProtocol(asyncio.Protocol):
                 self._state.recorder.mta_error(
                     self._session_id, f"protocol error from MTA: {error}"
                 )
-                self._close_mta()
+                self.close_mta()
                 return
             if command is None:
                 break
@@ -282,7 +260,7 @@ class MtaProtocol(asyncio.Protocol):
             f"the MTA sent nothing for {self._idle_timeout:g} s (mta_idle_timeout): "
             "closing its connection",
         )
-        self._close_mta()
+        self.close_mta()
 
     def connection_lost(self, exc: Exception | None) -> None:
         state = self._state
@@ -310,7 +288,8 @@ class MtaProtocol(asyncio.Protocol):
         if state.active == 0:
             state.idle.set()
 
-    def _close_mta(self) -> None:
+    def close_mta(self) -> None:
+        """Drop the MTA's connection: the daemon does it to sessions still waiting when it stops."""
         if self._transport is not None:
             self._transport.close()
 
@@ -335,7 +314,7 @@ class MtaProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ actions
 
-    def _carry_out(self, actions: list[Action]) -> None:
+    def _carry_out(self, actions: list[Output]) -> None:
         # Adjacent packets for the same peer leave in one write (MACRO + CONNECT, the
         # changes + the verdict at end-of-message): every write costs a system call and a
         # wake-up of the peer, the biggest single cost per session. Only neighbours are
@@ -412,9 +391,9 @@ class MtaProtocol(asyncio.Protocol):
     def _mta_problem(self, error: MtaError) -> None:
         self._state.recorder.mta_error(self._session_id, error.reason)
         if error.fatal:
-            self._close_mta()
+            self.close_mta()
 
-    def _record(self, action: Action) -> None:
+    def _record(self, action: Output) -> None:
         recorder = self._state.recorder
         facts = self._session.facts
         queue_id = facts.macros.get("i", "")
@@ -453,7 +432,7 @@ class MtaProtocol(asyncio.Protocol):
             if not self._session.finished:  # QUIT_NC: a new SMTP session follows
                 self._begin()
             else:  # QUIT, a protocol error or the MTA left: nothing more to read
-                self._close_mta()
+                self.close_mta()
 
 
 def _joined(parts: list[bytes]) -> bytes:

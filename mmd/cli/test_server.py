@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,18 +24,23 @@ from typing import TypeVar
 from mmd import __version__
 from mmd.adapters.mta_client import (
     ConnectError,
-    ConnectionSpec,
     SessionError,
     SessionInput,
     SessionResult,
-    SpecError,
     Timeouts,
-    parse_connection_spec,
     run_session,
 )
+from mmd.config.connection_spec import (
+    ConnectionSpec,
+    InetSpec,
+    SpecError,
+    UnixSpec,
+    parse_connection_spec,
+)
 from mmd.config.model import DEFAULT_CONNECTION_SPEC
+from mmd.engine.message import HeaderError, WorkingHeaders
 from mmd.protocol import messages as m
-from mmd.protocol.constants import Family, Step
+from mmd.protocol.constants import Step
 
 PROGRAM_NAME = "milter-test-server"
 DEFAULT_CONNECT_HOST = "mx.example.net"
@@ -59,8 +65,8 @@ class UsageError(Exception):
 
 
 @dataclass(slots=True)
-class Mail:
-    """Envelope, headers and body as the MTA would deliver them."""
+class Delivery:
+    """Envelope, headers and body as the MTA would deliver them (before or after the changes)."""
 
     envelope_from: str
     recipients: list[str]
@@ -68,7 +74,8 @@ class Mail:
     body: bytes
     replaced_body: bytes | None = None
 
-    def copy(self) -> Mail:
+    def copy(self) -> Delivery:
+        """A copy whose lists can change without touching this one."""
         return replace(self, recipients=list(self.recipients), headers=list(self.headers))
 
 
@@ -91,45 +98,29 @@ def address_in(value: str) -> str:
     return f"<{words[0] if words else ''}>"
 
 
-def _header_index(headers: Sequence[tuple[str, str]], name: str, nth: int) -> int | None:
-    """Position of the ``nth`` (1-based) header called ``name`` (any case)."""
-    seen = 0
-    for position, (header_name, _) in enumerate(headers):
-        if header_name.lower() == name.lower():
-            seen += 1
-            if seen == nth:
-                return position
-    return None
-
-
 def apply_changes(
-    mail: Mail, changes: Iterable[m.Modification], leading_space: bool = False
-) -> Mail:
+    mail: Delivery, changes: Iterable[m.Modification], leading_space: bool = False
+) -> Delivery:
     """The message after the milter's changes, in the order they came (as the MTA applies).
 
-    With ``leading_space`` (SMFIP_HDR_LEADSPC negotiated) a header value carries its own
+    Headers change as the manager changes them (the engine's ``WorkingHeaders``). With
+    ``leading_space`` (SMFIP_HDR_LEADSPC negotiated) a header value carries its own
     separator space, as Postfix then writes it verbatim: drop it for our ``Name: value``.
     """
     result = mail.copy()
+    headers = WorkingHeaders(result.headers)
 
     def own(value: str) -> str:
         return value[1:] if leading_space and value.startswith(" ") else value
 
     for change in changes:
         if isinstance(change, m.AddHeader):
-            result.headers.append((change.name, own(change.value)))
+            headers.add(change.name, own(change.value))
         elif isinstance(change, m.InsertHeader):
-            index = max(0, min(change.index, len(result.headers)))
-            result.headers.insert(index, (change.name, own(change.value)))
+            headers.insert(change.index, change.name, own(change.value))
         elif isinstance(change, m.ChangeHeader):
-            position = _header_index(result.headers, change.name, max(change.index, 1))
-            if position is None:
-                if change.value:
-                    result.headers.append((change.name, own(change.value)))
-            elif change.value:
-                result.headers[position] = (result.headers[position][0], own(change.value))
-            else:
-                del result.headers[position]
+            with contextlib.suppress(HeaderError):  # deleting a header that is not there
+                headers.change(change.name, change.index, own(change.value))
         elif isinstance(change, m.ChangeFrom):
             result.envelope_from = normalize_address(change.sender)
         elif isinstance(change, m.AddRecipient | m.AddRecipientWithArgs):
@@ -140,6 +131,7 @@ def apply_changes(
                 result.recipients.remove(target)
         elif isinstance(change, m.ReplaceBody):
             result.replaced_body = (result.replaced_body or b"") + change.chunk
+    result.headers = headers.items()
     return result
 
 
@@ -147,6 +139,7 @@ def apply_changes(
 
 
 def format_status(result: SessionResult) -> str:
+    """The classic ``status: NAME [CODE]<EXT>(TEXT)`` line."""
     status = result.status
     if result.quarantine_reason is not None and status == "pass":
         status = "quarantine"
@@ -160,6 +153,7 @@ def format_status(result: SessionResult) -> str:
 
 
 def format_elapsed(seconds: float) -> str:
+    """The classic ``elapsed-time`` line."""
     # %g like the classic: six significant digits, no trailing zeros
     return f"elapsed-time: {seconds:g} seconds"
 
@@ -256,7 +250,7 @@ def _body_text(body: bytes, charset: str | None) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def format_message(original: Mail, result: Mail, color: bool = False) -> list[str]:
+def format_message(original: Delivery, result: Delivery, color: bool = False) -> list[str]:
     """The three sections of ``--output-message``."""
     lines = ["Envelope:------------------------------"]
     if original.envelope_from == result.envelope_from:
@@ -276,8 +270,9 @@ def format_message(original: Mail, result: Mail, color: bool = False) -> list[st
 
 
 def format_result(
-    result: SessionResult, original: Mail, output_message: bool, color: bool = False
+    result: SessionResult, original: Delivery, output_message: bool, color: bool = False
 ) -> str:
+    """Everything one session prints: status, time, quarantine, the changed message."""
     if result.error is not None:
         return result.error + "\n"
     lines = [format_status(result), format_elapsed(result.elapsed)]
@@ -327,6 +322,7 @@ MACRO_OPTIONS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of the classic tool (``-h`` is a header, help is long only)."""
     parser = argparse.ArgumentParser(
         prog=PROGRAM_NAME,
         add_help=False,  # -h is --header, as in the classic tool
@@ -427,7 +423,7 @@ class Options:
     spec: ConnectionSpec
     spec_text: str
     session: SessionInput
-    mail: Mail
+    mail: Delivery
     timeouts: Timeouts
     output_message: bool = False
     color: bool = False
@@ -436,12 +432,17 @@ class Options:
     threads: int = 1
 
 
+def parse_milter_spec(text: str) -> ConnectionSpec:
+    """The milter's socket: a connection spec, or a bare absolute path (``unix:PATH``)."""
+    return parse_connection_spec("unix:" + text if text.startswith("/") else text)
+
+
 def parse_connect_address(text: str) -> ConnectionSpec:
+    """The client address given on connect: a connection spec or a plain address."""
     if ":" in text and text.split(":", 1)[0].lower() in ("inet", "inet6", "unix", "local"):
         return parse_connection_spec(text)
     address = text.removeprefix("[").removesuffix("]")
-    family = Family.INET6 if ":" in address else Family.INET
-    return ConnectionSpec(family, host=address, port=50443)
+    return InetSpec(address, 50443, "inet6" if ":" in address else "inet")
 
 
 def parse_mail(data: bytes) -> tuple[list[tuple[str, str]], bytes]:
@@ -474,17 +475,17 @@ def _domain(address: str) -> str:
 
 
 def standard_macros(
-    name: str, host: str, address: ConnectionSpec, mail: Mail, queue_id: str,
+    name: str, host: str, address: ConnectionSpec, mail: Delivery, queue_id: str,
     auth: dict[str, str],
 ) -> dict[str, list[tuple[str, str]]]:
     """The macros Postfix sends by default at each stage (milter_*_macros)."""
-    client = address.path if address.family is Family.UNIX else address.host
+    client = address.path if isinstance(address, UnixSpec) else address.connect_host()
     connect = [
         ("j", "mail.example.com"), ("_", f"{host} [{client}]"), ("{daemon_name}", name),
         ("{daemon_addr}", "127.0.0.1"), ("{if_name}", "localhost"), ("{if_addr}", "127.0.0.1"),
         ("{client_addr}", client), ("{client_name}", host), ("{client_ptr}", host),
     ]
-    if address.family is not Family.UNIX:
+    if not isinstance(address, UnixSpec):
         connect.append(("{client_port}", str(address.port)))
     sender = mail.envelope_from.strip("<>")
     envelope_from = [("i", queue_id), ("{mail_mailer}", "smtp"),
@@ -511,7 +512,7 @@ def options_from(argv: Sequence[str] | None) -> Options:
     """Parse argv (argparse exits 2 on unknown options, as usual)."""
     args = build_parser().parse_args(argv)
     try:
-        spec = parse_connection_spec(args.connection_spec)
+        spec = parse_milter_spec(args.connection_spec)
         connect_address = parse_connect_address(args.connect_address)
     except SpecError as error:
         raise UsageError(str(error)) from error
@@ -547,7 +548,7 @@ def options_from(argv: Sequence[str] | None) -> Options:
         headers.append(("To", recipients[0]))
     if not body_chunks:
         body_chunks = [DEFAULT_BODY.encode()]
-    mail = Mail(envelope_from, recipients, headers, b"".join(body_chunks))
+    mail = Delivery(envelope_from, recipients, headers, b"".join(body_chunks))
 
     auth = {}
     if args.authenticated_name is not None:
@@ -593,6 +594,7 @@ def _trace(direction: str, message: m.Message) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sessions and print their outcomes; the exit status of the classic tool."""
     try:
         options = options_from(argv)
     except UsageError as error:

@@ -8,7 +8,8 @@ engine must ask for them (see ``needed_macros``).
 
 from __future__ import annotations
 
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 AUTH_MACROS: tuple[str, ...] = ("auth_type", "auth_authen")
 

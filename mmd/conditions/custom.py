@@ -25,7 +25,8 @@ from typing import Literal
 from mmd.conditions.authentication import AUTH_MACROS, auth_evidence
 from mmd.conditions.matching import AddressMatcher, NameMatcher, compile_regex, domain_of
 from mmd.conditions.remote_network import NetworkList, parse_client_address
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 Effect = Literal["apply", "skip", "mark"]
 

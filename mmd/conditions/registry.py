@@ -25,7 +25,8 @@ from mmd.conditions.s25r import DEFAULT_BLACKLIST, DEFAULT_WHITELIST, S25R, extr
 from mmd.conditions.settings import ConditionSettings, settings_from_table
 from mmd.conditions.stress import NoStress, StressNotify, threshold_from_postfix
 from mmd.conditions.trusted_domain import TrustedDomain
-from mmd.engine.applicability import ChildCondition, Stage
+from mmd.engine.applicability import ChildCondition
+from mmd.engine.stages import Stage
 
 __all__ = [
     "BUILTIN_CONDITIONS",

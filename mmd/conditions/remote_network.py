@@ -13,7 +13,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 DEFAULT_LOCAL_NETWORKS: tuple[str, ...] = (
     "127.0.0.0/8",  # loopback

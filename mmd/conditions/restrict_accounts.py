@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from mmd.conditions.matching import AddressMatcher, bare_address
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 MatchOn = Literal["recipient", "sender"]
 RecipientMode = Literal["any", "all"]

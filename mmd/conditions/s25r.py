@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mmd.conditions.matching import NameMatcher, check_name_entry, compile_regex, is_regex_entry
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 DEFAULT_WHITELIST: tuple[str, ...] = (
     ".google.com",

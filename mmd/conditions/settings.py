@@ -25,7 +25,7 @@ from mmd.conditions.matching import check_address_entry, check_name_entry, compi
 from mmd.conditions.remote_network import DEFAULT_LOCAL_NETWORKS, parse_network
 from mmd.conditions.trusted_domain import DEFAULT_TRUSTED_DOMAINS
 from mmd.config import checks
-from mmd.engine.applicability import Stage
+from mmd.engine.stages import Stage
 
 DEFAULT_POSTFIX_CONFIG_DIRECTORY = "/etc/postfix"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 STRESS_MACRO = "{stress}"
 STRESS_RATIO = 0.75

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mmd.conditions.matching import NameMatcher, domain_of
-from mmd.engine.applicability import Decision, SessionFacts, Stage
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.stages import Stage
 
 DEFAULT_TRUSTED_DOMAINS: tuple[str, ...] = (
     "gmail.com",

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Family = Literal["inet", "inet6"]
+InetFamily = Literal["inet", "inet6"]
 
 _HOST_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
 
@@ -32,6 +32,7 @@ class UnixSpec:
     path: str
 
     def format(self) -> str:
+        """The canonical spec text."""
         return format_connection_spec(self)
 
     def __str__(self) -> str:
@@ -45,9 +46,14 @@ class InetSpec:
 
     host: str
     port: int
-    family: Family = "inet"
+    family: InetFamily = "inet"
+
+    def connect_host(self) -> str:
+        """Where a client connects: the named host, else loopback of the family."""
+        return self.host or ("::1" if self.family == "inet6" else "127.0.0.1")
 
     def format(self) -> str:
+        """The canonical spec text."""
         return format_connection_spec(self)
 
     def __str__(self) -> str:
@@ -57,64 +63,68 @@ class InetSpec:
 ConnectionSpec = UnixSpec | InetSpec
 
 
+class SpecError(ValueError):
+    """A connection spec that cannot be parsed; the message names the problem."""
+
+
 def parse_connection_spec(text: str) -> ConnectionSpec:
-    """Parse ``text``; raise ValueError naming the problem and the accepted forms."""
+    """Parse ``text``; raise SpecError (a ValueError) naming the problem and the forms."""
     if not isinstance(text, str):
-        raise ValueError(f"connection spec must be a string, not {type(text).__name__}")
+        raise SpecError(f"connection spec must be a string, not {type(text).__name__}")
     scheme, sep, rest = text.strip().partition(":")
     if not sep:
-        raise ValueError(f"{text!r} has no 'TYPE:' prefix; expected {SPEC_FORMS}")
+        raise SpecError(f"{text!r} has no 'TYPE:' prefix; expected {SPEC_FORMS}")
     scheme = scheme.lower()
     if scheme in ("unix", "local"):
         return _parse_unix(text, rest)
     if scheme in ("inet", "inet6"):
         return _parse_inet(text, rest, "inet" if scheme == "inet" else "inet6")
-    raise ValueError(f"{text!r}: unknown socket type {scheme!r}; expected {SPEC_FORMS}")
+    raise SpecError(f"{text!r}: unknown socket type {scheme!r}; expected {SPEC_FORMS}")
 
 
 def _parse_unix(text: str, path: str) -> UnixSpec:
     if not path:
-        raise ValueError(f"{text!r}: the socket path is empty")
+        raise SpecError(f"{text!r}: the socket path is empty")
     if not path.startswith("/"):
-        raise ValueError(f"{text!r}: the socket path must be absolute (start with '/')")
+        raise SpecError(f"{text!r}: the socket path must be absolute (start with '/')")
     if "\0" in path:
-        raise ValueError(f"{text!r}: the socket path contains a NUL byte")
+        raise SpecError(f"{text!r}: the socket path contains a NUL byte")
     return UnixSpec(path)
 
 
 def _parse_port(text: str, port_text: str) -> int:
     if not port_text.isdigit() or not port_text.isascii():
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number")
+        raise SpecError(f"{text!r}: port {port_text!r} is not a number")
     port = int(port_text)
     if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is outside 1-65535")
+        raise SpecError(f"{text!r}: port {port} is outside 1-65535")
     return port
 
 
-def _parse_inet(text: str, rest: str, family: Family) -> InetSpec:
+def _parse_inet(text: str, rest: str, family: InetFamily) -> InetSpec:
     port_text, at, host = rest.partition("@")
     port = _parse_port(text, port_text)
     if not at:
         return InetSpec("", port, family)
     if host.startswith("[") or host.endswith("]"):
         if not (host.startswith("[") and host.endswith("]")) or len(host) < 3:
-            raise ValueError(f"{text!r}: address {host!r} must be written as [ADDRESS]")
+            raise SpecError(f"{text!r}: address {host!r} must be written as [ADDRESS]")
         address = _parse_address(text, host[1:-1])
     elif not host:
-        raise ValueError(f"{text!r}: the host after '@' is empty")
+        raise SpecError(f"{text!r}: the host after '@' is empty")
     else:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             if not _HOST_NAME.match(host):
-                raise ValueError(
+                raise SpecError(
                     f"{text!r}: {host!r} is neither a host name nor an address"
                 ) from None
             return InetSpec(host, port, family)
     if family == "inet" and address.version == 6:
-        raise ValueError(f"{text!r}: {address} is an IPv6 address; use inet6:")
+        raise SpecError(f"{text!r}: {address} is an IPv6 address; use inet6:")
     if family == "inet6" and address.version == 4:
-        raise ValueError(f"{text!r}: {address} is an IPv4 address; use inet:")
+        raise SpecError(f"{text!r}: {address} is an IPv4 address; use inet:")
     return InetSpec(str(address), port, family)
 
 
@@ -122,7 +132,7 @@ def _parse_address(text: str, raw: str) -> ipaddress.IPv4Address | ipaddress.IPv
     try:
         return ipaddress.ip_address(raw)
     except ValueError:
-        raise ValueError(f"{text!r}: [{raw}] is not an IP address") from None
+        raise SpecError(f"{text!r}: [{raw}] is not an IP address") from None
 
 
 def format_connection_spec(spec: ConnectionSpec) -> str:

@@ -20,11 +20,11 @@ from mmd.config.loader import apply_overrides, load_configuration
 from mmd.config.model import Configuration
 from mmd.control import InvalidConfiguration
 from mmd.daemon import live
+from mmd.daemon.status_map import STATUS_VERDICTS
 from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
-from mmd.engine.applicability import Stage
 from mmd.engine.session import ChildSettings, SessionSettings
-from mmd.engine.verdict import STATUS_VERDICTS
+from mmd.engine.stages import Stage
 from mmd.journal_schema import Event, Field, extra
 from mmd.protocol.constants import MacroStage
 

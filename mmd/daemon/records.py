@@ -12,9 +12,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mmd.adapters.server import ChildVerdictRecord, SessionRecord
+from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.engine.applicability import SessionFacts
-from mmd.engine.session import ConditionSkipped
+from mmd.engine.outputs import ConditionSkipped
 from mmd.journal_schema import Event, Field, extra
 
 log = logging.getLogger("mmd.session")

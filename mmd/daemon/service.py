@@ -208,7 +208,7 @@ class Daemon:
             server.close()
         self._remove_unix_sockets()
         while state.waiting:  # never started: the MTA applies its own default
-            state.waiting.popleft()._close_mta()
+            state.waiting.popleft().close_mta()
         timeout = state.generation.manager.shutdown_timeout
         if state.active:
             try:
@@ -220,7 +220,7 @@ class Daemon:
                     timeout,
                 )
                 for connection in list(state.connections):
-                    connection._close_mta()
+                    connection.close_mta()
         if self._follower is not None:
             self._follower.close()
         if self._link is not None:

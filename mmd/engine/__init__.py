@@ -1,1 +1,58 @@
-"""Session state machines, sans-IO: commands and replies in, actions out."""
+"""Session state machines, sans-IO: commands and replies in, outputs out.
+
+``Session`` (one MTA connection) drives a ``Transaction`` per message and a
+``ChildConversation`` per child; see docs/architecture.md for who owns which rule.
+"""
+
+from mmd.engine.applicability import ChildCondition, Decision, SessionFacts
+from mmd.engine.conversation import ChildConversation, ChildProtocolError, ChildSettings, Left
+from mmd.engine.message import BodyStore, HeaderError, MemoryBody, WorkingHeaders
+from mmd.engine.outputs import (
+    ChildFinished,
+    CloseChild,
+    ConditionSkipped,
+    Drain,
+    MtaDrain,
+    MtaError,
+    Output,
+    SessionFinished,
+    ToChild,
+    ToMta,
+)
+from mmd.engine.phases import Phase, PhaseError, Trigger
+from mmd.engine.session import Session, SessionSettings
+from mmd.engine.stages import Stage
+from mmd.engine.transaction import Transaction
+from mmd.engine.verdict import Verdict
+
+__all__ = [
+    "BodyStore",
+    "ChildCondition",
+    "ChildConversation",
+    "ChildFinished",
+    "ChildProtocolError",
+    "ChildSettings",
+    "CloseChild",
+    "ConditionSkipped",
+    "Decision",
+    "Drain",
+    "HeaderError",
+    "Left",
+    "MemoryBody",
+    "MtaDrain",
+    "MtaError",
+    "Output",
+    "Phase",
+    "PhaseError",
+    "Session",
+    "SessionFacts",
+    "SessionFinished",
+    "SessionSettings",
+    "Stage",
+    "ToChild",
+    "ToMta",
+    "Transaction",
+    "Trigger",
+    "Verdict",
+    "WorkingHeaders",
+]

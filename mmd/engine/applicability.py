@@ -9,35 +9,19 @@ child's conditions for a decision. A condition sees only ``SessionFacts``
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mmd.engine.stages import CONNECTION_STAGES, ENVELOPE_STAGES, MESSAGE_STAGES, Stage
 
-class Stage(enum.Enum):
-    """Milter stages, in the order a session goes through them."""
-
-    NEGOTIATE = "negotiate"
-    CONNECT = "connect"
-    HELO = "helo"
-    MAIL = "envelope-from"
-    RCPT = "envelope-recipient"
-    DATA = "data"
-    UNKNOWN = "unknown"
-    HEADER = "header"
-    END_OF_HEADERS = "end-of-header"
-    BODY = "body"
-    END_OF_MESSAGE = "end-of-message"
-    ABORT = "abort"
-    QUIT = "quit"
-
-
-ENVELOPE_STAGES = frozenset(
-    {Stage.CONNECT, Stage.HELO, Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.UNKNOWN}
-)
-MESSAGE_STAGES = frozenset({Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE})
-# a child stopped by a condition at one of these is out for the whole connection
-CONNECTION_STAGES = frozenset({Stage.CONNECT, Stage.HELO})
+__all__ = [
+    "CONNECTION_STAGES",
+    "ENVELOPE_STAGES",
+    "MESSAGE_STAGES",
+    "ChildCondition",
+    "Decision",
+    "SessionFacts",
+]
 
 
 @dataclass(slots=True)
@@ -63,6 +47,7 @@ class SessionFacts:
     active_sessions: int = 0
 
     def reset_message(self) -> None:
+        """Forget the per-message facts (a new message begins)."""
         self.sender = ""
         self.recipients = []
         self.headers = []
@@ -78,6 +63,8 @@ class Decision:
 
 
 class ChildCondition(Protocol):
+    """What the engine asks of a condition; mmd.conditions implements it."""
+
     name: str
 
     def decide(self, stage: Stage, facts: SessionFacts) -> Decision | None:

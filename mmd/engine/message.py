@@ -1,34 +1,41 @@
 """The message as the MTA sent it, as children changed it, and the net difference.
 
 The engine keeps one copy of the message per session: headers in memory, the
-body in a ``BodyStore`` (the daemon's spills to disk past a limit, so a 50 MB
-message is never held once per child). Children's changes are applied to a
-working header list in which every entry remembers which original header it
-was; at end-of-message the difference to the original is turned into the
-fewest MTA changes that produce the same result.
+body in a ``BodyStore`` (the daemon's, ``mmd.adapters.spool.SpooledBody``,
+spills to disk past a limit, so a 50 MB message is never held once per child).
+Children's changes are applied to a working header list in which every entry
+remembers which original header it was; at end-of-message the difference to
+the original is turned into the fewest MTA changes that produce the same result.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import Protocol
 
 from mmd.protocol import messages as m
 
 
 class BodyStore(Protocol):
-    def append(self, chunk: bytes) -> None: ...
+    """Where a message body is kept: the engine never needs it whole in memory."""
+
+    def append(self, chunk: bytes) -> None:
+        """Add a chunk at the end."""
+        ...
 
     def chunks(self, size: int) -> Iterator[bytes]:
         """Read back from the start in pieces of at most ``size`` bytes."""
         ...
 
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Bytes kept so far."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Give back what the body holds (memory, a file)."""
+        ...
 
 
 class MemoryBody:
@@ -55,42 +62,10 @@ class MemoryBody:
         self._parts = []
 
 
-class SpooledBody:
-    """Memory up to ``limit`` bytes, a temporary file beyond: bounded memory per message."""
-
-    def __init__(self, limit: int) -> None:
-        self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=limit)  # noqa: SIM115
-        if limit <= 0:
-            # SpooledTemporaryFile takes 0 as "never roll over": body_memory_limit = 0
-            # means no body in memory at all
-            self._file.rollover()
-        self._size = 0
-
-    def append(self, chunk: bytes) -> None:
-        self._file.seek(0, 2)
-        self._file.write(chunk)
-        self._size += len(chunk)
-
-    def chunks(self, size: int) -> Iterator[bytes]:
-        offset = 0
-        while offset < self._size:
-            self._file.seek(offset)
-            piece = self._file.read(min(size, self._size - offset))
-            if not piece:
-                return
-            offset += len(piece)
-            yield piece
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def close(self) -> None:
-        self._file.close()
-
-
 @dataclass(slots=True)
 class HeaderEntry:
+    """One header of the working list."""
+
     name: str
     value: str
     original: int | None  # position in the MTA's header list, None for an added header
@@ -102,17 +77,22 @@ class HeaderError(ValueError):
 
 
 class WorkingHeaders:
+    """The header list as changed so far, each entry remembering its original place."""
+
     def __init__(self, original: list[tuple[str, str]]) -> None:
         self.original = original
         self.entries = [HeaderEntry(n, v, i) for i, (n, v) in enumerate(original)]
 
     def items(self) -> list[tuple[str, str]]:
+        """The headers as they stand now, in order."""
         return [(e.name, e.value) for e in self.entries]
 
     def add(self, name: str, value: str) -> None:
+        """SMFIR_ADDHEADER: append at the end."""
         self.entries.append(HeaderEntry(name, value, None))
 
     def insert(self, index: int, name: str, value: str) -> None:
+        """SMFIR_INSHEADER: insert at ``index`` (clamped to the list)."""
         index = max(0, min(index, len(self.entries)))
         self.entries.insert(index, HeaderEntry(name, value, None))
 

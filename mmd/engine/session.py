@@ -4,14 +4,23 @@ Theory of operation
 -------------------
 The ``Session`` never touches a socket or a clock. The adapter feeds it what
 happened (``from_mta``, ``from_child``, ``child_failed``, ``mta_closed``) and
-gets back a list of actions to carry out, in order (``ToChild``, ``ToMta``,
+gets back a list of outputs to carry out, in order (``ToChild``, ``ToMta``,
 ``CloseChild``, ``Drain``/``MtaDrain``) plus records to log (``ChildFinished``,
 ``ConditionSkipped``, ``SessionFinished``, ``MtaError``). Connecting to a child
 is the adapter's business: it connects on the first ``ToChild`` for that child
 and reports a failure with ``child_failed``; timeouts likewise (the
-``expect_reply`` flag and the command's stage tell it which timeout to arm).
+``expect_reply`` flag and the command's stage tell it which timeout to arm, and
+``conversations[index].awaiting`` whether that reply is still due).
 
-Rules, all in this file (reference-behaviour.md §2–§3):
+The session's state is split by lifetime: the ``Session`` is one MTA
+connection (its phase, the command queue, connection facts, negotiation); a
+``Transaction`` (mmd.engine.transaction) is one message and is replaced whole at
+MAIL, ABORT and end-of-message; a ``ChildConversation``
+(mmd.engine.conversation) is one child: its step flags, what it owes, what it
+said. Phase transitions are one table (mmd.engine.phases); ``state`` is the
+current phase.
+
+Rules (reference-behaviour.md §2–§3), all in this file unless named:
 
 * Negotiation: the MTA's offer goes to every child; the MTA gets the merge
   of the answers (``negotiation.merge_answers``) when the last child answered
@@ -39,8 +48,9 @@ Rules, all in this file (reference-behaviour.md §2–§3):
   time; ``Drain``/``MtaDrain`` ask the adapter to call ``child_drained`` /
   ``mta_drained`` once that peer's socket took them.
 * A child's end-of-message changes are held until its verdict: a change it did
-  not ask for at negotiation (its actions) is a protocol violation that fails
-  it, and a child that fails gets none of that message's changes through.
+  not ask for at negotiation (its actions; judged by its ``ChildConversation``)
+  is a protocol violation that fails it, and a child that fails gets none of
+  that message's changes through.
 * The MTA breaking the protocol (a second OPTNEG, version 0 or 1, a command
   before OPTNEG) ends the session at once: ``MtaError(fatal=True)``. A body the
   store cannot keep (a full disk) gives the message a temporary failure.
@@ -48,43 +58,55 @@ Rules, all in this file (reference-behaviour.md §2–§3):
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mmd.engine.applicability import (
-    CONNECTION_STAGES,
-    ChildCondition,
-    SessionFacts,
-    Stage,
-)
-from mmd.engine.message import BodyStore, HeaderError, MemoryBody, WorkingHeaders
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.conversation import ChildConversation, ChildProtocolError, ChildSettings, Left
+from mmd.engine.message import BodyStore, HeaderError, MemoryBody
 from mmd.engine.negotiation import merge_answers, offer_to_children
-from mmd.engine.verdict import (
-    FINAL_NEGATIVE,
-    REPLY_VERDICTS,
-    Verdict,
-    reply_code_verdict,
-    reply_for,
+from mmd.engine.outputs import (
+    ChildFinished,
+    CloseChild,
+    ConditionSkipped,
+    Drain,
+    MtaDrain,
+    MtaError,
+    Output,
+    SessionFinished,
+    ToChild,
+    ToMta,
 )
+from mmd.engine.phases import READY, Phase, Trigger, next_phase
+from mmd.engine.stages import BY_STAGE, STAGES, Stage, macro_code
+from mmd.engine.transaction import Transaction
+from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
 from mmd.protocol import messages as m
 from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
-from mmd.protocol.constants import Action as Act
 
-# ---------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True, slots=True)
-class ChildSettings:
-    name: str
-    fallback: Verdict = Verdict.ACCEPT
-    evaluation_mode: bool = False
-    conditions: tuple[ChildCondition, ...] = ()
+__all__ = [
+    "ChildFinished",
+    "ChildSettings",
+    "CloseChild",
+    "ConditionSkipped",
+    "Drain",
+    "MtaDrain",
+    "MtaError",
+    "Output",
+    "Phase",
+    "Session",
+    "SessionFinished",
+    "SessionSettings",
+    "ToChild",
+    "ToMta",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
+    """The manager's part of the configuration, as one MTA connection needs it."""
+
     fallback: Verdict = Verdict.ACCEPT
     fallback_at_disconnect: Verdict = Verdict.TEMPFAIL
     chunk_size: int = 65535
@@ -95,224 +117,53 @@ class SessionSettings:
     needed_macros: Mapping[MacroStage, tuple[str, ...]] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True, slots=True)
-class ToChild:
-    index: int
-    message: m.CommandMessage
-    expect_reply: bool
-    stage: Stage
-
-
-@dataclass(frozen=True, slots=True)
-class ToMta:
-    message: m.ReplyMessage
-
-
-@dataclass(frozen=True, slots=True)
-class CloseChild:
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Drain:
-    """Carry on with ``child_drained(index)`` once that child's socket took what was sent.
-
-    A child that wants no reply per body chunk would otherwise get the whole body
-    at once, held in memory; the adapter also lets other sessions run in between.
-    """
-
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class MtaDrain:
-    """Carry on with ``mta_drained()`` once the MTA's socket took what was sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class MtaError:
-    """Something the MTA side must log; ``fatal``: the session is over and the
-    adapter closes the MTA connection (the MTA broke the protocol)."""
-
-    reason: str
-    fatal: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ChildFinished:
-    """A child's part in one SMTP session is over: one statistics record.
-
-    ``failed``: it left because it failed (whoever noticed: the adapter or the
-    engine), so the adapter logs the reason as an error too.
-    """
-
-    index: int
-    name: str
-    stage: Stage
-    status: str
-    reason: str = ""
-    failed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionSkipped:
-    index: int
-    name: str
-    stage: Stage
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFinished:
-    """One SMTP session is over (QUIT, QUIT_NC or the MTA went away)."""
-
-    stage: Stage
-    status: str
-    disconnected: bool = False
-
-
-Action = (
-    ToChild
-    | ToMta
-    | CloseChild
-    | Drain
-    | MtaDrain
-    | MtaError
-    | ChildFinished
-    | ConditionSkipped
-    | SessionFinished
-)
-
-
-# ---------------------------------------------------------------- stage table
-
-
-@dataclass(frozen=True, slots=True)
-class _StageInfo:
-    stage: Stage
-    code: bytes
-    no_event: int  # Step bits as plain ints: IntFlag's & costs microseconds a test
-    no_reply: int
-
-
-_NONE = 0
-_NO_CONNECT = int(Step.NO_CONNECT)
-_NO_HELO = int(Step.NO_HELO)
-_NO_MAIL = int(Step.NO_MAIL)
-_NO_RCPT = int(Step.NO_RCPT)
-_NO_DATA = int(Step.NO_DATA)
-_NO_UNKNOWN = int(Step.NO_UNKNOWN)
-_NO_HEADERS = int(Step.NO_HEADERS)
-_NO_END_OF_HEADERS = int(Step.NO_END_OF_HEADERS)
-_NO_BODY = int(Step.NO_BODY)
-_NO_REPLY_CONNECT = int(Step.NO_REPLY_CONNECT)
-_NO_REPLY_HELO = int(Step.NO_REPLY_HELO)
-_NO_REPLY_MAIL = int(Step.NO_REPLY_MAIL)
-_NO_REPLY_RCPT = int(Step.NO_REPLY_RCPT)
-_NO_REPLY_DATA = int(Step.NO_REPLY_DATA)
-_NO_REPLY_UNKNOWN = int(Step.NO_REPLY_UNKNOWN)
-_NO_REPLY_HEADER = int(Step.NO_REPLY_HEADER)
-_NO_REPLY_END_OF_HEADERS = int(Step.NO_REPLY_END_OF_HEADERS)
-_NO_REPLY_BODY = int(Step.NO_REPLY_BODY)
-_RCPT_REJECTED = int(Step.RCPT_REJECTED)
+_DATA = STAGES[m.Data]
+_HEADER = STAGES[m.Header]
+_END_OF_HEADERS = STAGES[m.EndOfHeaders]
+_BODY = STAGES[m.Body]
+_END_OF_MESSAGE = STAGES[m.EndOfMessage]
 _HEADER_LEADING_SPACE = int(Step.HEADER_LEADING_SPACE)
-_STAGES: dict[type, _StageInfo] = {
-    m.Connect: _StageInfo(Stage.CONNECT, b"C", _NO_CONNECT, _NO_REPLY_CONNECT),
-    m.Helo: _StageInfo(Stage.HELO, b"H", _NO_HELO, _NO_REPLY_HELO),
-    m.Mail: _StageInfo(Stage.MAIL, b"M", _NO_MAIL, _NO_REPLY_MAIL),
-    m.Rcpt: _StageInfo(Stage.RCPT, b"R", _NO_RCPT, _NO_REPLY_RCPT),
-    m.Data: _StageInfo(Stage.DATA, b"T", _NO_DATA, _NO_REPLY_DATA),
-    m.Unknown: _StageInfo(Stage.UNKNOWN, b"U", _NO_UNKNOWN, _NO_REPLY_UNKNOWN),
-    m.Header: _StageInfo(Stage.HEADER, b"L", _NO_HEADERS, _NO_REPLY_HEADER),
-    m.EndOfHeaders: _StageInfo(
-        Stage.END_OF_HEADERS, b"N", _NO_END_OF_HEADERS, _NO_REPLY_END_OF_HEADERS
-    ),
-    m.Body: _StageInfo(Stage.BODY, b"B", _NO_BODY, _NO_REPLY_BODY),
-    m.EndOfMessage: _StageInfo(Stage.END_OF_MESSAGE, b"E", _NONE, _NONE),
-}
-_DATA_INFO = _STAGES[m.Data]
-# the action (SMFIF_*) a child must have asked for at negotiation to send each change
-_REQUIRED_ACTION: dict[type, tuple[int, str]] = {
-    m.AddHeader: (int(Act.ADD_HEADERS), "add-header"),
-    m.InsertHeader: (int(Act.ADD_HEADERS), "add-header"),
-    m.ChangeHeader: (int(Act.CHANGE_HEADERS), "change-header"),
-    m.ReplaceBody: (int(Act.CHANGE_BODY), "change-body"),
-    m.AddRecipient: (int(Act.ADD_RECIPIENT), "add-recipient"),
-    m.AddRecipientWithArgs: (int(Act.ADD_RECIPIENT_WITH_ARGS), "add-recipient-with-args"),
-    m.DeleteRecipient: (int(Act.DELETE_RECIPIENT), "delete-recipient"),
-    m.ChangeFrom: (int(Act.CHANGE_FROM), "change-from"),
-    m.Quarantine: (int(Act.QUARANTINE), "quarantine"),
-}
 _FAMILIES = {
     Family.UNIX: "unix",
     Family.INET: "inet",
     Family.INET6: "inet6",
     Family.UNKNOWN: "unknown",
 }
+_MESSAGE_STAGES = (Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE)
+_MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 
-
-class _Phase(enum.Enum):
-    NEW = "new"  # waiting for the MTA's OPTNEG
-    NEGOTIATING = "negotiating"
-    IDLE = "idle"  # waiting for the MTA
-    ENVELOPE = "envelope"  # waiting for children's answers to an envelope stage
-    REPLAY = "replay"  # end-of-message: children one after another
-    CLOSED = "closed"
-
-
-class _Left(enum.Enum):
-    """Why a child no longer takes part (for the message or the connection)."""
-
-    ACCEPTED = "accepted"
-    CONDITION = "condition"
-    FAILED = "failed"
-
-
-# ---------------------------------------------------------------- per child
-
-
-@dataclass(slots=True, eq=False)
-class _Child:
-    index: int
-    settings: ChildSettings
-    steps: int = _NONE  # the child's Step bits as a plain int
-    actions: int = _NONE  # the changes it may make: asked for and offered by the MTA
-    leading_space: bool = False
-    failed: bool = False
-    connection_left: _Left | None = None
-    message_left: _Left | None = None
-    in_transaction: bool = False  # got MAIL; needs ABORT if the message ends early
-    body_skipped: bool = False
-    awaiting: Stage | None = None
-    draining: bool = False  # its script waits for its socket to take what was sent
-    # its end-of-message changes, applied only once its verdict came (a child that
-    # fails half-way gets none of them through)
-    changes: list[m.Modification] = field(default_factory=list)
-    extra_macros: dict[bytes, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    # statistics of the SMTP session
-    last_stage: Stage = Stage.NEGOTIATE
-    result: Verdict = Verdict.NO_CHANGE
-    reason: str = ""
-    reported: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def in_connection(self) -> bool:
-        return not self.failed and self.connection_left is None
-
-    def in_message(self) -> bool:
-        return self.in_connection() and self.message_left is None
-
-
-# ---------------------------------------------------------------- the machine
+Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
 
 class Session:
+    """One MTA connection fanned out to the children: commands and replies in, outputs out."""
+
+    __slots__ = (
+        "_answer",
+        "_answers",
+        "_body_factory",
+        "_macros",
+        "_mta_steps",
+        "_offer",
+        "_out",
+        "_owed",
+        "_phase",
+        "_quarantined",
+        "_queue",
+        "_replay_queue",
+        "_replaying",
+        "_reply_codes",
+        "_script",
+        "_session_status",
+        "_stage",
+        "_verdicts",
+        "_waiting",
+        "conversations",
+        "facts",
+        "settings",
+        "transaction",
+    )
+
     def __init__(
         self,
         children: Sequence[ChildSettings],
@@ -322,13 +173,16 @@ class Session:
     ) -> None:
         self.settings = settings or SessionSettings()
         self.facts = facts or SessionFacts()
-        self._children = [_Child(i, c) for i, c in enumerate(children)]
+        # one per child, by index: the adapters read what a child owes from here
+        self.conversations = tuple(ChildConversation(i, c) for i, c in enumerate(children))
         self._body_factory = body_factory
-        self._phase = _Phase.NEW
+        self.transaction = Transaction(self.facts, body_factory)
+        self._phase = Phase.NEW
         self._queue: deque[m.CommandMessage] = deque()
-        self._out: list[Action] = []
+        self._out: list[Output] = []
         self._offer: m.Negotiate | None = None
-        self._mta_steps = _NONE  # Step bits negotiated with the MTA, as a plain int
+        self._answers: list[m.Negotiate] = []
+        self._mta_steps = 0  # Step bits negotiated with the MTA, as a plain int
         self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
         # the stage being answered
         self._stage = Stage.NEGOTIATE
@@ -338,14 +192,23 @@ class Session:
         self._owed: list[Verdict] = []
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
-        self._answers: list[m.Negotiate] = []
-        self._new_message()
+        # end-of-message: children one after another, then the MTA's answer
+        self._replay_queue: deque[ChildConversation] = deque()
+        self._replaying: ChildConversation | None = None
+        self._script: Script | None = None
+        self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
 
-    # ------------------------------------------------------------ inputs
+    # ------------------------------------------------------------ state
+
+    @property
+    def state(self) -> Phase:
+        """The current phase (mmd.engine.phases)."""
+        return self._phase
 
     @property
     def finished(self) -> bool:
-        return self._phase is _Phase.CLOSED
+        """The session is over: nothing more to read from the MTA."""
+        return self._phase is Phase.CLOSED
 
     @property
     def backlog(self) -> int:
@@ -355,64 +218,69 @@ class Session:
     @property
     def waiting_for_mta(self) -> bool:
         """Nothing to do until the MTA sends its next command (its idle time counts)."""
-        return self._phase in (_Phase.NEW, _Phase.IDLE) and not self._queue
+        return self._phase in READY and not self._queue
 
-    def from_mta(self, message: m.CommandMessage) -> list[Action]:
+    def _move(self, trigger: Trigger) -> None:
+        self._phase = next_phase(self._phase, trigger)
+
+    # ------------------------------------------------------------ inputs
+
+    def from_mta(self, message: m.CommandMessage) -> list[Output]:
+        """A command from the MTA (queued while the children answer the last one)."""
         self._queue.append(message)
         self._drain()
         return self._take()
 
-    def from_child(self, index: int, reply: m.ReplyMessage) -> list[Action]:
-        child = self._children[index]
-        if child.failed or self._phase is _Phase.CLOSED:
+    def from_child(self, index: int, reply: m.ReplyMessage) -> list[Output]:
+        """A reply from child ``index``."""
+        child = self.conversations[index]
+        phase = self._phase
+        if child.failed or phase is Phase.CLOSED:
             return self._take()
-        if isinstance(reply, m.Progress):
-            if self._phase is _Phase.REPLAY and child.awaiting is Stage.END_OF_MESSAGE:
+        if type(reply) is m.Progress:
+            if phase is Phase.REPLAY and child.awaiting is Stage.END_OF_MESSAGE:
                 self._out.append(ToMta(reply))
             return self._take()
-        stage = child.awaiting
-        if stage is None and child.draining:
-            # a verdict in the middle of a body it asked not to answer (libmilter sends
-            # one when the body callback rejects): its answer for the message
-            child.draining = False
-            stage = Stage.BODY
-        if stage is None:
-            self._fail(child, f"unexpected {type(reply).__name__} reply")
-        elif stage is Stage.NEGOTIATE:
-            self._on_negotiated(child, reply)
-        elif self._phase is _Phase.REPLAY:
-            self._on_replay_reply(child, stage, reply)
-        else:
-            self._on_envelope_reply(child, stage, reply)
+        try:
+            stage = child.answered_stage(reply)
+            if stage is Stage.NEGOTIATE:
+                self._on_negotiated(child, reply)
+            elif phase is Phase.REPLAY:
+                self._on_replay_reply(child, stage, reply)
+            else:
+                self._on_envelope_reply(child, stage, reply)
+        except ChildProtocolError as error:
+            self._fail(child, str(error))
         self._drain()
         return self._take()
 
-    def child_failed(self, index: int, reason: str) -> list[Action]:
-        child = self._children[index]
-        if not child.failed and self._phase is not _Phase.CLOSED:
+    def child_failed(self, index: int, reason: str) -> list[Output]:
+        """The adapter lost child ``index`` (connect error, timeout, close, nonsense)."""
+        child = self.conversations[index]
+        if not child.failed and self._phase is not Phase.CLOSED:
             self._fail(child, reason)
             self._drain()
         return self._take()
 
-    def child_drained(self, index: int) -> list[Action]:
+    def child_drained(self, index: int) -> list[Output]:
         """The child's socket took what was sent after a ``Drain``: send the next piece."""
-        child = self._children[index]
+        child = self.conversations[index]
         if child.draining:
             child.draining = False
-            if not child.failed and self._phase is _Phase.REPLAY and self._replaying is child:
+            if not child.failed and self._phase is Phase.REPLAY and self._replaying is child:
                 if not self._pump(child):
                     self._child_done_with_message(child)
                 self._drain()
         return self._take()
 
-    def mta_drained(self) -> list[Action]:
+    def mta_drained(self) -> list[Output]:
         """The MTA's socket took what was sent after an ``MtaDrain``."""
-        if self._answer is not None and self._phase is _Phase.REPLAY:
+        if self._answer is not None and self._phase is Phase.REPLAY:
             self._pump_answer()
             self._drain()
         return self._take()
 
-    def mta_closed(self) -> list[Action]:
+    def mta_closed(self) -> list[Output]:
         """The MTA went away without QUIT.
 
         Once the MTA was told accept with no child left in the connection (all
@@ -420,17 +288,18 @@ class Session:
         it (it drops a milter that accepted the connection, without QUIT): the
         session's status is that accept, not the disconnect fallback.
         """
-        if self._phase is not _Phase.CLOSED:
+        if self._phase is not Phase.CLOSED:
             self._close_session()
         return self._take()
 
     def _close_session(self) -> None:
         done = self._session_status is Verdict.ACCEPT and not any(
-            c.in_connection() for c in self._children
+            c.in_connection() for c in self.conversations
         )
-        for child in self._children:
+        replay = self._phase is Phase.REPLAY
+        for child in self.conversations:
             if not child.failed:
-                if self._phase is _Phase.REPLAY and (child.awaiting is not None or child.draining):
+                if replay and (child.awaiting is not None or child.draining):
                     # cut off at end-of-message before it answered: no verdict to record
                     child.failed = True
                     child.result = child.settings.fallback
@@ -439,12 +308,13 @@ class Session:
                     self._send(child, m.Abort(), Stage.ABORT)
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self._release_message()
+        self.transaction.close()
+        self._answer = None
         if done:
             self._finish_session(Verdict.ACCEPT)
         else:
             self._finish_session(self.settings.fallback_at_disconnect, disconnected=True)
-        self._phase = _Phase.CLOSED
+        self._move(Trigger.CLOSE)
 
     def _violation(self, reason: str) -> None:
         """The MTA broke the protocol: log it, and end the session as if it had left."""
@@ -454,18 +324,22 @@ class Session:
 
     # ------------------------------------------------------------ plumbing
 
-    def _take(self) -> list[Action]:
+    def _take(self) -> list[Output]:
         out, self._out = self._out, []
         return out
 
     def _send(
-        self, child: _Child, message: m.CommandMessage, stage: Stage, expect_reply: bool = False
+        self,
+        child: ChildConversation,
+        message: m.CommandMessage,
+        stage: Stage,
+        expect_reply: bool = False,
     ) -> None:
         self._out.append(ToChild(child.index, message, expect_reply, stage))
         if expect_reply:
             child.awaiting = stage
 
-    def _send_macros(self, child: _Child, code: bytes) -> None:
+    def _send_macros(self, child: ChildConversation, code: bytes) -> None:
         macro = self._macros.get(code)
         extra = child.extra_macros.get(code)
         if extra:
@@ -476,8 +350,9 @@ class Session:
             self._out.append(ToChild(child.index, macro, False, self._stage))
 
     def _drain(self) -> None:
-        while self._queue and self._phase in (_Phase.NEW, _Phase.IDLE):
-            self._handle(self._queue.popleft())
+        queue = self._queue
+        while queue and self._phase in READY:
+            self._handle(queue.popleft())
 
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
@@ -494,7 +369,7 @@ class Session:
                 )
             else:
                 self._negotiate(message)
-        elif self._phase is _Phase.NEW:
+        elif self._phase is Phase.NEW:
             # an MTA that skipped OPTNEG: nothing sensible to do but refuse
             self._out.append(ToMta(m.Tempfail()))
             self._violation(f"{type(message).__name__} before the option negotiation")
@@ -503,7 +378,9 @@ class Session:
         elif isinstance(message, m.EndOfMessage):
             self._end_of_message(message)
         elif isinstance(message, m.Abort):
-            self._abort_message()
+            # the session's last stage stays the protocol stage before ABORT, as in the
+            # classic statistics line: Postfix sends ABORT after every message
+            self._end_message()
         elif isinstance(message, m.Quit):
             self._quit()
         elif isinstance(message, m.QuitNewConnection):
@@ -516,24 +393,19 @@ class Session:
     def _negotiate(self, offer: m.Negotiate) -> None:
         self._offer = offer
         self._stage = Stage.NEGOTIATE
-        self._phase = _Phase.NEGOTIATING
+        self._move(Trigger.OFFER)
         child_offer = offer_to_children(offer)
-        for child in self._children:
+        for child in self.conversations:
             if not child.failed:
                 self._send(child, child_offer, Stage.NEGOTIATE, expect_reply=True)
-        self._waiting = sum(1 for c in self._children if c.awaiting is Stage.NEGOTIATE)
+        self._waiting = sum(1 for c in self.conversations if c.awaiting is Stage.NEGOTIATE)
         if self._waiting == 0:
             self._finish_negotiation()
 
-    def _on_negotiated(self, child: _Child, reply: m.ReplyMessage) -> None:
-        if not isinstance(reply, m.Negotiate):
-            self._fail(child, f"answered OPTNEG with {type(reply).__name__}")
-            return
-        child.awaiting = None
-        child.steps = int(reply.steps)
+    def _on_negotiated(self, child: ChildConversation, reply: m.ReplyMessage) -> None:
         assert self._offer is not None
-        child.actions = int(reply.actions & self._offer.actions)
-        child.leading_space = bool(child.steps & _HEADER_LEADING_SPACE)
+        child.negotiated(reply, int(self._offer.actions))
+        assert isinstance(reply, m.Negotiate)
         self._answers.append(reply)
         self._waiting -= 1
         if self._waiting == 0:
@@ -544,25 +416,25 @@ class Session:
         merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
-        self._phase = _Phase.IDLE
+        self._move(Trigger.NEGOTIATED)
 
     # ------------------------------------------------------------ envelope stages
 
     def _envelope(self, command: m.CommandMessage) -> None:
-        info = _STAGES[type(command)]
+        info = STAGES[type(command)]
         stage = info.stage
         self._learn(command)
         self._begin_stage(stage)
         rejected_recipient = stage is Stage.RCPT and self.facts.macros.get("rcpt_mailer") == "error"
-        for child in self._children:
+        for child in self.conversations:
             if not self._takes_part(child, stage):
                 continue
-            if child.steps & info.no_event:
+            if not child.wants(info):
                 continue
-            if rejected_recipient and not child.steps & _RCPT_REJECTED:
+            if rejected_recipient and not child.wants_rejected_recipients():
                 continue
             self._send_macros(child, info.code)
-            expect = not child.steps & info.no_reply
+            expect = child.replies(info)
             self._send(child, command, stage, expect_reply=expect)
             child.last_stage = stage
             if stage is Stage.MAIL:
@@ -570,9 +442,9 @@ class Session:
             if expect:
                 self._waiting += 1
         if stage is Stage.DATA:
-            self._saw_data = True
+            self.transaction.saw_data = True
         if self._waiting:
-            self._phase = _Phase.ENVELOPE
+            self._move(Trigger.COMMAND)
         else:
             self._finish_envelope()
 
@@ -586,11 +458,10 @@ class Session:
         elif isinstance(command, m.Helo):
             facts.helo = command.name
         elif isinstance(command, m.Mail):
-            self._release_message()
-            self._new_message()
+            self._new_transaction()
             facts.sender = command.args[0].strip("<>") if command.args else ""
         elif isinstance(command, m.Rcpt):
-            facts.recipients.append(command.args[0].strip("<>") if command.args else "")
+            self.transaction.recipients.append(command.args[0].strip("<>") if command.args else "")
 
     def _begin_stage(self, stage: Stage) -> None:
         self._stage = stage
@@ -599,45 +470,38 @@ class Session:
         self._owed = []
         self._reply_codes = []
 
-    def _takes_part(self, child: _Child, stage: Stage) -> bool:
+    def _takes_part(self, child: ChildConversation, stage: Stage) -> bool:
         """Whether ``child`` gets ``stage``; asks its conditions first."""
         if not child.in_message():
             return False
         conditions = child.settings.conditions
         if not conditions:
             return True
-        code = _code_of(stage)
+        code = macro_code(stage)
         child.extra_macros.pop(code, None)
         for condition in conditions:
             decision = condition.decide(stage, self.facts)
             if decision is None:
                 continue
             if not decision.apply:
-                left = _Left.CONDITION
-                if stage in CONNECTION_STAGES:
-                    child.connection_left = left
-                else:
-                    child.message_left = left
+                child.leave(stage, Left.CONDITION)
                 self._out.append(ConditionSkipped(child.index, child.name, stage, decision.reason))
                 return False
             if decision.macros:
                 child.extra_macros[code] = child.extra_macros.get(code, ()) + decision.macros
         return True
 
-    def _on_envelope_reply(self, child: _Child, stage: Stage, reply: m.ReplyMessage) -> None:
-        verdict = self._verdict_of(reply)
-        if verdict is None:
-            self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
+    def _on_envelope_reply(
+        self, child: ChildConversation, stage: Stage, reply: m.ReplyMessage
+    ) -> None:
+        verdict = child.answer(stage, reply)
+        if verdict is None:  # a change before end-of-message is refused by answer()
             return
-        child.awaiting = None
         if verdict is Verdict.SKIP:
             verdict = Verdict.CONTINUE
         verdict = self._count(child, stage, verdict, reply)
         if verdict is Verdict.ACCEPT:
-            if stage in CONNECTION_STAGES:
-                child.connection_left = _Left.ACCEPTED
-            else:
-                child.message_left = _Left.ACCEPTED
+            child.leave(stage, Left.ACCEPTED)
         self._verdicts.append(verdict)
         self._waiting -= 1
         if self._waiting == 0:
@@ -646,14 +510,14 @@ class Session:
     def _finish_envelope(self) -> None:
         stage = self._stage
         merged = self._merge(self._children_left_message())
-        info = _STAGES[_COMMAND_OF[stage]]
-        if not self._mta_steps & info.no_reply:
+        if not self._mta_steps & BY_STAGE[stage].no_reply:
             self._out.append(ToMta(reply_for(merged, self._reply_codes)))
-        self._phase = _Phase.IDLE
+        self._move(Trigger.ANSWERED)
         if merged in FINAL_NEGATIVE:
             if stage is Stage.RCPT and merged is not Verdict.DISCARD:
-                if self.facts.recipients:
-                    self.facts.recipients.pop()
+                recipients = self.transaction.recipients
+                if recipients:
+                    recipients.pop()
                 # the session's status until a message ends: a session whose only recipient
                 # was refused (greylisting's tempfail, ...) counts as refused, not as pass
                 self._session_status = merged
@@ -664,76 +528,59 @@ class Session:
             self._session_status = merged
 
     def _children_left_message(self) -> bool:
-        return not any(c.in_message() for c in self._children)
+        return not any(c.in_message() for c in self.conversations)
 
     def _merge(self, nobody_left: bool) -> Verdict:
         merged = max(self._verdicts, default=Verdict.NO_CHANGE)
         if merged in FINAL_NEGATIVE:
             return merged
         if nobody_left:
-            if all(c.failed for c in self._children):
+            if all(c.failed for c in self.conversations):
                 return self.settings.fallback
             return Verdict.ACCEPT
         return Verdict.CONTINUE
 
     # ------------------------------------------------------------ message stages
 
-    def _new_message(self) -> None:
-        self.facts.reset_message()
-        self._headers: list[tuple[str, str]] = []
-        self._body: BodyStore | None = None
-        self._saw_data = False
-        # end-of-message replay
-        self._working = WorkingHeaders([])
-        self._replay_queue: deque[_Child] = deque()
-        self._replaying: _Child | None = None
-        self._script: Iterator[tuple[m.CommandMessage, Stage, bool]] | None = None
-        self._replacement: BodyStore | None = None
-        self._replacement_pending: tuple[_Child, BodyStore] | None = None
-        self._body_replaced = False
-        self._change_from: m.ChangeFrom | None = None
-        self._quarantine: m.Quarantine | None = None
-        self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
-        self._spool_error = ""  # the body could not be kept: the message gets tempfail
-        for child in self._children:
-            child.message_left = None
-            child.body_skipped = False
-            child.changes.clear()
+    def _new_transaction(self) -> None:
+        """The message is over: a fresh transaction, every child takes part again."""
+        self.transaction.close()
+        self.transaction = Transaction(self.facts, self._body_factory)
+        self._replay_queue.clear()
+        self._replaying = None
+        self._script = None
+        self._answer = None
+        for child in self.conversations:
+            child.new_message()
 
     def _buffer(self, message: m.Header | m.EndOfHeaders | m.Body) -> None:
-        info = _STAGES[type(message)]
+        info = STAGES[type(message)]
         self._stage = info.stage
         if isinstance(message, m.Header):
-            self._headers.append((message.name, message.value))
-            self.facts.headers.append((message.name, message.value))
+            self.transaction.headers.append((message.name, message.value))
         elif isinstance(message, m.Body):
             self._keep_body(message.chunk)
         if not self._mta_steps & info.no_reply:
             self._out.append(ToMta(m.Continue()))
 
     def _keep_body(self, chunk: bytes) -> None:
-        if self._spool_error:
-            return  # the message is lost already; its answer is tempfail
-        try:
-            if self._body is None:
-                self._body = self._body_factory()
-            self._body.append(chunk)
-        except OSError as error:  # a full or broken temporary folder
-            self._spool_error = f"cannot keep the message body: {error}"
-            self._out.append(MtaError(self._spool_error))
+        error = self.transaction.keep_body(chunk)
+        if error:
+            self._out.append(MtaError(error))
 
     def _end_of_message(self, message: m.EndOfMessage) -> None:
         if message.chunk:
             self._keep_body(message.chunk)
         self._begin_stage(Stage.END_OF_MESSAGE)
-        if self._spool_error:
+        transaction = self.transaction
+        if transaction.spool_error:
             self._out.append(ToMta(m.Tempfail()))
             self._session_status = Verdict.TEMPFAIL
             self._end_message()
             return
-        self._phase = _Phase.REPLAY
-        self._working = WorkingHeaders(self._headers)
-        self._replay_queue = deque(c for c in self._children if c.in_message())
+        self._move(Trigger.END_OF_MESSAGE)
+        transaction.begin_replay()
+        self._replay_queue = deque(c for c in self.conversations if c.in_message())
         self._next_child()
 
     def _next_child(self) -> None:
@@ -748,46 +595,36 @@ class Session:
         self._replaying = None
         self._finish_message()
 
-    def _applies_to_message(self, child: _Child) -> bool:
-        stages: tuple[Stage, ...] = (
-            Stage.HEADER,
-            Stage.END_OF_HEADERS,
-            Stage.BODY,
-            Stage.END_OF_MESSAGE,
-        )
-        if not self._saw_data:
-            stages = (Stage.DATA, *stages)  # DATA is synthesised: its conditions still decide
+    def _applies_to_message(self, child: ChildConversation) -> bool:
+        # DATA is synthesised when the MTA sent none: its conditions still decide
+        stages = _MESSAGE_STAGES if self.transaction.saw_data else _MESSAGE_STAGES_WITH_DATA
         return all(self._takes_part(child, stage) for stage in stages)
 
-    def _replay_script(self, child: _Child) -> Iterator[tuple[m.CommandMessage, Stage, bool]]:
+    def _replay_script(self, child: ChildConversation) -> Script:
         """What ``child`` gets at end-of-message: (command, stage, expects a reply)."""
-        steps = child.steps
-        if not self._saw_data and not steps & _NO_DATA:
-            self._send_macros(child, b"T")
-            yield m.Data(), Stage.DATA, not steps & _NO_REPLY_DATA
-        if not steps & _NO_HEADERS:
-            expect = not steps & _NO_REPLY_HEADER
-            adapt = self._header_adapter_to_child(child)
-            for name, value in self._working.items():
+        transaction = self.transaction
+        if not transaction.saw_data and child.wants(_DATA):
+            self._send_macros(child, _DATA.code)
+            yield m.Data(), Stage.DATA, child.replies(_DATA)
+        if child.wants(_HEADER):
+            expect = child.replies(_HEADER)
+            adapt = self._header_adapters(child)[0]
+            for name, value in transaction.working.items():
                 yield m.Header(name, adapt(value)), Stage.HEADER, expect
-        if not steps & _NO_END_OF_HEADERS:
-            self._send_macros(child, b"N")
-            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, not steps & _NO_REPLY_END_OF_HEADERS
-        if not steps & _NO_BODY and self._current_body() is not None:
-            expect = not steps & _NO_REPLY_BODY
-            body = self._current_body()
-            assert body is not None
+        if child.wants(_END_OF_HEADERS):
+            self._send_macros(child, _END_OF_HEADERS.code)
+            yield m.EndOfHeaders(), Stage.END_OF_HEADERS, child.replies(_END_OF_HEADERS)
+        body = transaction.current_body()
+        if child.wants(_BODY) and body is not None:
+            expect = child.replies(_BODY)
             for chunk in body.chunks(self.settings.chunk_size):
                 if child.body_skipped:
                     break
                 yield m.Body(chunk), Stage.BODY, expect
-        self._send_macros(child, b"E")
+        self._send_macros(child, _END_OF_MESSAGE.code)
         yield m.EndOfMessage(), Stage.END_OF_MESSAGE, True
 
-    def _current_body(self) -> BodyStore | None:
-        return self._replacement if self._body_replaced else self._body
-
-    def _pump(self, child: _Child) -> bool:
+    def _pump(self, child: ChildConversation) -> bool:
         """Send the script up to the next command that wants a reply, or up to a
         window of body chunks without one (then ``Drain``); False when the script is done."""
         assert self._script is not None
@@ -805,25 +642,14 @@ class Session:
                 return True
         return False
 
-    def _on_replay_reply(self, child: _Child, stage: Stage, reply: m.ReplyMessage) -> None:
-        if isinstance(reply, m.Modification):
-            required, label = _REQUIRED_ACTION[type(reply)]
-            if stage is not Stage.END_OF_MESSAGE:
-                self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
-            elif not child.actions & required:
-                self._fail(
-                    child,
-                    f"protocol violation: sent {type(reply).__name__} without the "
-                    f"{label} action negotiated; none of its changes applied",
-                )
-            elif not child.settings.evaluation_mode:
-                self._hold(child, reply)
+    def _on_replay_reply(
+        self, child: ChildConversation, stage: Stage, reply: m.ReplyMessage
+    ) -> None:
+        verdict = child.answer(stage, reply)
+        if verdict is None:  # a change it may make: held until its verdict
+            if not child.settings.evaluation_mode:
+                self._hold(child, reply)  # type: ignore[arg-type]
             return
-        verdict = self._verdict_of(reply)
-        if verdict is None:
-            self._fail(child, f"sent {type(reply).__name__} at {stage.value}")
-            return
-        child.awaiting = None
         if verdict is Verdict.SKIP:
             if stage is Stage.BODY:
                 child.body_skipped = True
@@ -835,90 +661,48 @@ class Session:
         verdict = self._count(child, stage, verdict, reply)
         self._verdicts.append(verdict)
         if verdict is Verdict.ACCEPT:
-            child.message_left = _Left.ACCEPTED
+            child.message_left = Left.ACCEPTED
         for change in child.changes:
             self._apply(child, change)
         child.changes.clear()
         self._child_done_with_message(child)
 
-    def _child_done_with_message(self, child: _Child) -> None:
+    def _child_done_with_message(self, child: ChildConversation) -> None:
         if child.last_stage is Stage.END_OF_MESSAGE:
             child.in_transaction = False
         self._script = None
         child.draining = False
-        pending = self._replacement_pending
-        if pending is not None and pending[0] is child:
-            self._replacement_pending = None
-            if child.failed:
-                pending[1].close()
-            else:
-                if self._replacement is not None:
-                    self._replacement.close()
-                self._replacement = pending[1]
-                self._body_replaced = True
+        self.transaction.settle_body(child.index, child.failed)
         if any(v in FINAL_NEGATIVE for v in self._verdicts):
             self._replay_queue.clear()
         self._next_child()
 
-    def _hold(self, child: _Child, change: m.Modification) -> None:
+    def _hold(self, child: ChildConversation, change: m.Modification) -> None:
         """Keep a change until the child's verdict; a new body goes to its own store."""
         if not isinstance(change, m.ReplaceBody):
             child.changes.append(change)
             return
-        pending = self._replacement_pending
-        if pending is None or pending[0] is not child:
-            pending = (child, self._body_factory())
-            self._replacement_pending = pending
         try:
-            pending[1].append(change.chunk)
+            self.transaction.hold_body(child.index, change.chunk)
         except OSError as error:
             self._out.append(MtaError(f"cannot keep {child.name}'s new body: {error}"))
             self._fail(child, f"its new body cannot be kept: {error}")
 
-    def _apply(self, child: _Child, change: m.Modification) -> None:
-        adapt = self._header_adapter_from_child(child)
+    def _apply(self, child: ChildConversation, change: m.Modification) -> None:
         try:
-            if isinstance(change, m.AddHeader):
-                self._working.add(change.name, adapt(change.value))
-            elif isinstance(change, m.InsertHeader):
-                self._working.insert(change.index, change.name, adapt(change.value))
-            elif isinstance(change, m.ChangeHeader):
-                value = adapt(change.value) if change.value else ""
-                self._working.change(change.name, change.index, value)
-            elif isinstance(change, m.ChangeFrom):
-                self._change_from = change
-            elif isinstance(change, m.Quarantine):
-                self._quarantine = change
-            else:  # recipients: forwarded as they come
-                self._out.append(ToMta(change))
+            if not self.transaction.apply(change, self._header_adapters(child)[1]):
+                self._out.append(ToMta(change))  # recipients: forwarded as they come
         except HeaderError as error:
             child.reason = str(error)
 
     def _finish_message(self) -> None:
         merged = self._merge(self._children_left_message())
         self._session_status = merged if merged is not Verdict.CONTINUE else Verdict.NO_CHANGE
-        self._answer = self._answer_script(merged)
-        self._pump_answer()
-
-    def _answer_script(self, merged: Verdict) -> Iterator[m.ReplyMessage]:
-        """The MTA's end-of-message answer: net changes, then the verdict."""
-        if merged in FINAL_NEGATIVE:
-            yield reply_for(merged, self._reply_codes)
-            return
-        if self._change_from is not None:
-            yield self._change_from
-        yield from self._working.net_changes()
-        if self._body_replaced and self._replacement is not None:
-            empty = True
-            for chunk in self._replacement.chunks(self.settings.chunk_size):
-                empty = False
-                yield m.ReplaceBody(chunk)
-            if empty:
-                yield m.ReplaceBody(b"")
-        if self._quarantine is not None:
+        transaction = self.transaction
+        if merged not in FINAL_NEGATIVE and transaction.quarantine is not None:
             self._quarantined = True
-            yield self._quarantine
-        yield m.Accept() if merged is Verdict.ACCEPT else m.Continue()
+        self._answer = transaction.answer(merged, self._reply_codes, self.settings.chunk_size)
+        self._pump_answer()
 
     def _pump_answer(self) -> None:
         """Send the MTA's answer, a window at a time (a new body can be large)."""
@@ -932,136 +716,85 @@ class Session:
                 self._out.append(MtaDrain())
                 return
         self._answer = None
-        self._phase = _Phase.IDLE
+        self._move(Trigger.ANSWERED)
         self._end_message()
 
     # ------------------------------------------------------------ ends
 
     def _end_message(self) -> None:
         """The message is over for everybody: reset children still inside it."""
-        for child in self._children:
+        for child in self.conversations:
             if child.in_transaction and not child.failed:
                 self._send(child, m.Abort(), Stage.ABORT)
             child.in_transaction = False
-        self._release_message()
-        self._new_message()
-
-    def _release_message(self) -> None:
-        """Close the message's stores: a spooled body gives back its file at once."""
-        pending = self._replacement_pending
-        for store in (self._body, self._replacement, pending[1] if pending else None):
-            if store is not None:
-                store.close()
-        self._body = self._replacement = self._replacement_pending = None
-        self._answer = None
-
-    def _abort_message(self) -> None:
-        # the session's last stage stays the protocol stage before ABORT, as in the
-        # classic statistics line: Postfix sends ABORT after every message
-        self._end_message()
+        self._new_transaction()
 
     def _quit(self) -> None:
-        for child in self._children:
+        for child in self.conversations:
             if not child.failed:
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self._release_message()
+        self.transaction.close()
+        self._answer = None
         self._finish_session(self._session_status)
-        self._phase = _Phase.CLOSED
+        self._move(Trigger.CLOSE)
 
     def _quit_new_connection(self) -> None:
-        for child in self._children:
+        for child in self.conversations:
             if not child.failed:
                 self._send(child, m.QuitNewConnection(), Stage.QUIT)
         self._finish_session(self._session_status)
-        for child in self._children:
-            child.connection_left = None
-            child.extra_macros = {}
-            child.reported = child.failed
-            child.result = Verdict.NO_CHANGE
-            child.reason = ""
-        active = self.facts.active_sessions
-        self.facts = SessionFacts(active_sessions=active)
+        for child in self.conversations:
+            child.new_connection()
+        self.facts = SessionFacts(active_sessions=self.facts.active_sessions)
         self._macros = {}
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
-        self._release_message()
-        self._new_message()
+        self._new_transaction()
 
     def _finish_session(self, status: Verdict, disconnected: bool = False) -> None:
-        for child in self._children:
+        for child in self.conversations:
             self._report(child)
         label = "quarantine" if self._quarantined and status not in FINAL_NEGATIVE else status.label
         self._out.append(SessionFinished(self._stage, label, disconnected))
 
-    def _report(self, child: _Child) -> None:
-        if not child.reported:
-            child.reported = True
-            if (
-                child.connection_left is _Left.CONDITION
-                and child.last_stage is Stage.NEGOTIATE
-                and not child.failed
-            ):
-                return  # kept out before its first stage: it took no part in this session
-            self._out.append(
-                ChildFinished(
-                    child.index,
-                    child.name,
-                    child.last_stage,
-                    child.result.label,
-                    child.reason,
-                    failed=child.failed,
-                )
-            )
+    def _report(self, child: ChildConversation) -> None:
+        record = child.record()
+        if record is not None:
+            self._out.append(record)
 
     # ------------------------------------------------------------ verdicts and failures
 
-    @staticmethod
-    def _verdict_of(reply: m.ReplyMessage) -> Verdict | None:
-        if isinstance(reply, m.ReplyCode):
-            return reply_code_verdict(reply)
-        return REPLY_VERDICTS.get(type(reply))
-
     def _count(
-        self, child: _Child, stage: Stage, verdict: Verdict, reply: m.ReplyMessage
+        self, child: ChildConversation, stage: Stage, verdict: Verdict, reply: m.ReplyMessage
     ) -> Verdict:
         """Record what the child said; returns what it counts as."""
-        if verdict is not Verdict.CONTINUE:
-            child.result = verdict
-        if child.settings.evaluation_mode and verdict in FINAL_NEGATIVE:
-            child.reason = f"evaluation mode: {verdict.label} at {stage.value} not applied"
-            return Verdict.ACCEPT
-        if isinstance(reply, m.ReplyCode):
+        counted = child.count(stage, verdict)
+        if counted is verdict and isinstance(reply, m.ReplyCode):
             self._reply_codes.append(reply)
-        return verdict
+        return counted
 
-    def _fail(self, child: _Child, reason: str) -> None:
+    def _fail(self, child: ChildConversation, reason: str) -> None:
         """The child is out of the session; its fallback counts once as its answer."""
-        waiting_on = child.awaiting
-        child.failed = True
-        child.awaiting = None
-        child.in_transaction = False
-        child.reason = reason
-        child.result = child.settings.fallback
-        child.changes.clear()
-        draining, child.draining = child.draining, False
+        waiting_on, draining = child.fail(reason)
         self._out.append(CloseChild(child.index))
         self._report(child)
         fallback = child.settings.fallback
-        if waiting_on is Stage.NEGOTIATE or self._phase not in (_Phase.ENVELOPE, _Phase.REPLAY):
+        phase = self._phase
+        if waiting_on is Stage.NEGOTIATE or phase not in (Phase.ENVELOPE, Phase.REPLAY):
             if fallback is not Verdict.ACCEPT:
                 self._owed.append(fallback)
         else:
             self._verdicts.append(fallback)
         if waiting_on is None:
-            if draining and self._phase is _Phase.REPLAY and self._replaying is child:
+            if draining and phase is Phase.REPLAY and self._replaying is child:
                 self._child_done_with_message(child)
             return
         if waiting_on is Stage.NEGOTIATE:
             self._waiting -= 1
             if self._waiting == 0:
                 self._finish_negotiation()
-        elif self._phase is _Phase.REPLAY:
+        elif phase is Phase.REPLAY:
             self._child_done_with_message(child)
         else:
             self._waiting -= 1
@@ -1070,21 +803,15 @@ class Session:
 
     # ------------------------------------------------------------ leading space
 
-    def _header_adapter_to_child(self, child: _Child) -> Callable[[str], str]:
+    def _header_adapters(
+        self, child: ChildConversation
+    ) -> tuple[Callable[[str], str], Callable[[str], str]]:
+        """(to the child, from the child): header values gain or lose the separator
+        space where the MTA and the child disagree on SMFIP_HDR_LEADSPC."""
         mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
-        if mta and not child.leading_space:
-            return _strip_space
-        if child.leading_space and not mta:
-            return _add_space
-        return _same
-
-    def _header_adapter_from_child(self, child: _Child) -> Callable[[str], str]:
-        mta = bool(self._mta_steps & _HEADER_LEADING_SPACE)
-        if mta and not child.leading_space:
-            return _add_space
-        if child.leading_space and not mta:
-            return _strip_space
-        return _same
+        if mta == child.leading_space:
+            return _same, _same
+        return (_strip_space, _add_space) if mta else (_add_space, _strip_space)
 
 
 def _strip_space(value: str) -> str:
@@ -1097,11 +824,3 @@ def _add_space(value: str) -> str:
 
 def _same(value: str) -> str:
     return value
-
-
-_COMMAND_OF: dict[Stage, type] = {info.stage: kind for kind, info in _STAGES.items()}
-
-
-def _code_of(stage: Stage) -> bytes:
-    kind = _COMMAND_OF.get(stage)
-    return _STAGES[kind].code if kind is not None else b""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 
-from mmd.config.model import Status
 from mmd.protocol import messages as m
 
 
@@ -54,13 +53,6 @@ REPLY_VERDICTS: dict[type, Verdict] = {
     # a child that wants the connection dropped: the MTA answers 4xx either way
     m.ConnectionFail: Verdict.TEMPFAIL,
     m.Shutdown: Verdict.TEMPFAIL,
-}
-
-STATUS_VERDICTS = {
-    Status.ACCEPT: Verdict.ACCEPT,
-    Status.TEMPORARY_FAILURE: Verdict.TEMPFAIL,
-    Status.REJECT: Verdict.REJECT,
-    Status.DISCARD: Verdict.DISCARD,
 }
 
 VERDICT_REPLIES: dict[Verdict, m.ReplyMessage] = {

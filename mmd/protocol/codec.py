@@ -151,6 +151,8 @@ class _Bad(Exception):
 
 
 class Direction(enum.Enum):
+    """Which way a decoder reads: the letters mean different packets each way."""
+
     COMMANDS = "commands"  # bytes from the MTA (we are the milter side)
     REPLIES = "replies"  # bytes from a milter (we are the MTA side)
 
@@ -413,6 +415,7 @@ class Decoder:
         return len(self._buf) - self._pos
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the socket, as they came; ``next_message`` takes them apart."""
         if self._error is not None:
             raise self._error
         buf = self._buf

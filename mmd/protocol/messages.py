@@ -43,6 +43,8 @@ class Macro:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
+    """SMFIC_CONNECT: the SMTP client, as the MTA saw it."""
+
     hostname: str
     family: Family
     port: int = 0
@@ -51,6 +53,8 @@ class Connect:
 
 @dataclass(frozen=True, slots=True)
 class Helo:
+    """SMFIC_HELO: the name the client gave with HELO/EHLO."""
+
     name: str
 
 
@@ -70,22 +74,26 @@ class Rcpt:
 
 @dataclass(frozen=True, slots=True)
 class Data:
-    pass
+    """SMFIC_DATA: the client sent DATA (protocol 4 and later)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
+    """SMFIC_HEADER: one header of the message, value as the MTA has it."""
+
     name: str
     value: str
 
 
 @dataclass(frozen=True, slots=True)
 class EndOfHeaders:
-    pass
+    """SMFIC_EOH: the headers are complete."""
 
 
 @dataclass(frozen=True, slots=True)
 class Body:
+    """SMFIC_BODY: one chunk of the message body."""
+
     chunk: bytes
 
 
@@ -98,12 +106,12 @@ class EndOfMessage:
 
 @dataclass(frozen=True, slots=True)
 class Abort:
-    pass
+    """SMFIC_ABORT: the message is over without end-of-message; the connection goes on."""
 
 
 @dataclass(frozen=True, slots=True)
 class Quit:
-    pass
+    """SMFIC_QUIT: the SMTP session and the connection are over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,47 +149,47 @@ CommandMessage = (
 
 @dataclass(frozen=True, slots=True)
 class Accept:
-    pass
+    """SMFIR_ACCEPT: accept the message (or connection) without asking further."""
 
 
 @dataclass(frozen=True, slots=True)
 class Continue:
-    pass
+    """SMFIR_CONTINUE: go on to the next stage."""
 
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    pass
+    """SMFIR_REJECT: refuse with a permanent error."""
 
 
 @dataclass(frozen=True, slots=True)
 class Tempfail:
-    pass
+    """SMFIR_TEMPFAIL: refuse with a temporary error."""
 
 
 @dataclass(frozen=True, slots=True)
 class Discard:
-    pass
+    """SMFIR_DISCARD: accept the message and throw it away."""
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionFail:
-    pass
+    """SMFIR_CONN_FAIL: drop the connection (the MTA answers 4xx)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Shutdown:
-    pass
+    """SMFIR_SHUTDOWN: the milter is going away (the MTA answers 4xx)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    pass
+    """SMFIR_SKIP: no more body chunks, please (protocol 6)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    pass
+    """SMFIR_PROGRESS: still working on end-of-message; restarts the timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,16 +200,21 @@ class ReplyCode:
 
     @property
     def code(self) -> str:
+        """The three-digit SMTP code."""
         return self.text[:3]
 
 
 @dataclass(frozen=True, slots=True)
 class Quarantine:
+    """SMFIR_QUARANTINE: hold the message, with a reason."""
+
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class AddHeader:
+    """SMFIR_ADDHEADER: append a header."""
+
     name: str
     value: str
 
@@ -226,33 +239,45 @@ class ChangeHeader:
 
 @dataclass(frozen=True, slots=True)
 class AddRecipient:
+    """SMFIR_ADDRCPT: add an envelope recipient."""
+
     recipient: str
 
 
 @dataclass(frozen=True, slots=True)
 class AddRecipientWithArgs:
+    """SMFIR_ADDRCPT_PAR: add an envelope recipient with ESMTP arguments."""
+
     recipient: str
     args: str
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteRecipient:
+    """SMFIR_DELRCPT: remove an envelope recipient."""
+
     recipient: str
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeFrom:
+    """SMFIR_CHGFROM: replace the envelope sender (with ESMTP arguments)."""
+
     sender: str
     args: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ReplaceBody:
+    """SMFIR_REPLBODY: one chunk of the new body (the chunks replace the whole body)."""
+
     chunk: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class SetSymbolList:
+    """SMFIR_SETSYMLIST (reply letter l): the macros a milter wants at one stage."""
+
     stage: MacroStage
     symbols: str
 

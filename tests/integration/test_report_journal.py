@@ -32,7 +32,7 @@ from tests.support.journald import ROOT, PrivateJournald
 WRITER = r"""
 import json, sys
 from mmd.adapters.journal import setup_logging
-from mmd.adapters.server import ChildVerdictRecord, SessionRecord
+from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.daemon.records import Counters, JournalRecorder
 setup_logging(verbose=False, use_journal=True)
 recorder = JournalRecorder(Counters())

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mmd.adapters.journal import FieldsFormatter
-from mmd.adapters.server import ChildVerdictRecord, SessionRecord
+from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.daemon.records import Counters, JournalRecorder
 
 

@@ -16,7 +16,6 @@ import pytest
 
 from mmd.adapters.mta_client import (
     ConnectError,
-    ConnectionSpec,
     ReplyText,
     SessionError,
     SessionInput,
@@ -24,6 +23,7 @@ from mmd.adapters.mta_client import (
     Timeouts,
     run_session,
 )
+from mmd.config.connection_spec import InetSpec, UnixSpec
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, encode
 from mmd.protocol.constants import ALL_ACTIONS, Family, Step
@@ -34,7 +34,7 @@ Replies = dict[type, list[list[m.Message]]]
 def _input(**changes: object) -> SessionInput:
     data = SessionInput(
         connect_host="mx.example.net",
-        connect_address=ConnectionSpec(Family.INET, host="192.0.2.1", port=50443),
+        connect_address=InetSpec("192.0.2.1", 50443),
         helo_fqdn="delian",
         envelope_from="<s@example.com>",
         recipients=["<a@example.org>", "<b@example.org>"],
@@ -95,7 +95,7 @@ def _run(tmp_path: Path, milter: FakeMilter, data: SessionInput | None = None,
     async def go() -> SessionResult:
         server = await asyncio.start_unix_server(milter.handle, str(path))
         async with server:
-            return await run_session(ConnectionSpec(Family.UNIX, path=str(path)),
+            return await run_session(UnixSpec(str(path)),
                                      data or _input(), timeouts or Timeouts(reading=2.0))
 
     return asyncio.run(go())
@@ -215,7 +215,7 @@ def test_end_of_message_timeout_is_separate(tmp_path: Path) -> None:
 
 
 def test_unreachable_milter(tmp_path: Path) -> None:
-    spec = ConnectionSpec(Family.UNIX, path=str(tmp_path / "none.sock"))
+    spec = UnixSpec(str(tmp_path / "none.sock"))
     run: Callable[[], SessionResult] = lambda: asyncio.run(  # noqa: E731
         run_session(spec, _input(), Timeouts()))
     with pytest.raises(ConnectError):

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 
 from mmd.adapters.server import (
-    ChildVerdictRecord,
     Generation,
     MtaProtocol,
     ServerState,
-    SessionRecord,
     reported_header,
 )
+from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.config.model import ManagerConfig
 from mmd.daemon.records import Counters, JournalRecorder
 from mmd.engine.applicability import SessionFacts

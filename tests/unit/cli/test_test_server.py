@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mmd.adapters.mta_client import (
-    ReplyText,
-    SessionResult,
-    SpecError,
-    parse_connection_spec,
-    split_reply_code,
-)
+from mmd.adapters.mta_client import ReplyText, SessionResult, split_reply_code
 from mmd.cli.test_server import (
-    Mail,
+    Delivery,
     UsageError,
     apply_changes,
     build_parser,
@@ -26,41 +20,51 @@ from mmd.cli.test_server import (
     options_from,
     parse_connect_address,
     parse_mail,
+    parse_milter_spec,
 )
+from mmd.config.connection_spec import ConnectionSpec, InetSpec, SpecError, UnixSpec
 from mmd.protocol import messages as m
-from mmd.protocol.constants import Family
 
 # ------------------------------------------------------------ specs and replies
+
+
+def _target(spec: ConnectionSpec) -> tuple[str, str, str, int]:
+    """(family, path, host connected to, port) of a parsed spec."""
+    if isinstance(spec, UnixSpec):
+        return ("unix", spec.path, "", 0)
+    return (spec.family, "", spec.connect_host(), spec.port)
 
 
 @pytest.mark.parametrize(
     ("text", "family", "path", "host", "port"),
     [
-        ("unix:/run/x.sock", Family.UNIX, "/run/x.sock", "", 0),
-        ("local:/run/x.sock", Family.UNIX, "/run/x.sock", "", 0),
-        ("/run/x.sock", Family.UNIX, "/run/x.sock", "", 0),
-        ("inet:10025", Family.INET, "", "127.0.0.1", 10025),
-        ("inet:10025@localhost", Family.INET, "", "localhost", 10025),
-        ("inet:10025@[192.0.2.1]", Family.INET, "", "192.0.2.1", 10025),
-        ("inet6:10025@[::1]", Family.INET6, "", "::1", 10025),
+        ("unix:/run/x.sock", "unix", "/run/x.sock", "", 0),
+        ("local:/run/x.sock", "unix", "/run/x.sock", "", 0),
+        ("/run/x.sock", "unix", "/run/x.sock", "", 0),
+        ("inet:10025", "inet", "", "127.0.0.1", 10025),
+        ("inet:10025@localhost", "inet", "", "localhost", 10025),
+        ("inet:10025@[192.0.2.1]", "inet", "", "192.0.2.1", 10025),
+        ("inet6:10025@[::1]", "inet6", "", "::1", 10025),
     ],
 )
-def test_connection_specs(text: str, family: Family, path: str, host: str, port: int) -> None:
-    spec = parse_connection_spec(text)
-    assert (spec.family, spec.path, spec.host, spec.port) == (family, path, host, port)
+def test_connection_specs(text: str, family: str, path: str, host: str, port: int) -> None:
+    spec = parse_milter_spec(text)
+    assert _target(spec) == (family, path, host, port)
 
 
 @pytest.mark.parametrize("text", ["", "unix:", "tcp:25", "inet:port@host", "inet:0", "inet:70000"])
 def test_bad_connection_specs(text: str) -> None:
     with pytest.raises(SpecError):
-        parse_connection_spec(text)
+        parse_milter_spec(text)
 
 
 def test_connect_address_takes_a_spec_or_a_plain_address() -> None:
-    assert parse_connect_address("inet:2525@[10.0.0.1]").port == 2525
+    spec = parse_connect_address("inet:2525@[10.0.0.1]")
+    assert isinstance(spec, InetSpec)
+    assert spec.port == 2525
     plain = parse_connect_address("10.0.0.1")
-    assert (plain.family, plain.host, plain.port) == (Family.INET, "10.0.0.1", 50443)
-    assert parse_connect_address("2001:db8::1").family is Family.INET6
+    assert _target(plain) == ("inet", "", "10.0.0.1", 50443)
+    assert _target(parse_connect_address("2001:db8::1"))[0] == "inet6"
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,7 @@ def test_defaults_are_the_classic_ones() -> None:
     assert options.spec_text == "unix:/run/milter-manager/milter-manager.sock"
     assert session.negotiate_version == 6
     assert session.connect_host == "mx.example.net"
+    assert isinstance(session.connect_address, InetSpec)
     assert (session.connect_address.host, session.connect_address.port) == \
         ("192.168.123.123", 50443)
     assert session.helo_fqdn == "delian"
@@ -203,8 +208,8 @@ def test_negotiate_version_default_is_the_classic_6() -> None:
 # ------------------------------------------------------------ changes
 
 
-def _mail() -> Mail:
-    return Mail("<s@example.com>", ["<r@example.org>"],
+def _mail() -> Delivery:
+    return Delivery("<s@example.com>", ["<r@example.org>"],
                 [("Subject", "hi"), ("X-A", "1"), ("X-A", "2")], b"body\n")
 
 
@@ -282,7 +287,7 @@ def test_session_error_is_printed_instead_of_a_status() -> None:
 
 
 def test_changed_and_deleted_lines() -> None:
-    original = Mail("<s@example.com>", ["<a@example.org>", "<b@example.org>"],
+    original = Delivery("<s@example.com>", ["<a@example.org>", "<b@example.org>"],
                     [("Subject", "old"), ("X-Gone", "1"), ("To", "t")], b"")
     changed = apply_changes(original, [
         m.ChangeHeader(1, "Subject", "new\n\tfolded"),
@@ -310,7 +315,7 @@ def test_changed_and_deleted_lines() -> None:
 
 
 def test_body_is_decoded_with_its_charset() -> None:
-    original = Mail("<s@e>", ["<r@e>"], [("Content-Type", 'text/plain; charset="iso-8859-1"')],
+    original = Delivery("<s@e>", ["<r@e>"], [("Content-Type", 'text/plain; charset="iso-8859-1"')],
                     "caf\u00e9".encode("iso-8859-1"))
     assert format_message(original, original)[-1] == "caf\u00e9"
 

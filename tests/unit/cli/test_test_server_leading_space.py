@@ -7,13 +7,13 @@ them verbatim (``Name:`` + value), so the tool must not show a second space.
 from __future__ import annotations
 
 from mmd.adapters.mta_client import SessionResult
-from mmd.cli.test_server import Mail, apply_changes, format_result
+from mmd.cli.test_server import Delivery, apply_changes, format_result
 from mmd.protocol import messages as m
 from mmd.protocol.constants import Action, Step
 
 
-def _mail() -> Mail:
-    return Mail("<s@example.com>", ["<r@example.org>"], [("Subject", "hi")], b"body\n")
+def _mail() -> Delivery:
+    return Delivery("<s@example.com>", ["<r@example.org>"], [("Subject", "hi")], b"body\n")
 
 
 def test_leading_space_values_lose_their_separator() -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from mmd.conditions.authentication import Authentication, authenticated, unauthenticated
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 # (macros at MAIL, authenticated?, text of the reason)
 CASES: list[tuple[dict[str, str], bool, str]] = [

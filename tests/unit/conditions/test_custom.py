@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from mmd.conditions.custom import CustomCondition, CustomRule, HeaderClause, check_rule
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 SESSION = SessionFacts(
     client_name="mx1.partner.example",

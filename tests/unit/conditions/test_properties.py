@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from mmd.conditions.remote_network import NetworkList, parse_client_address
 from mmd.conditions.s25r import DEFAULT_WHITELIST, S25R
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 ipv4 = st.builds(ipaddress.IPv4Address, st.integers(0, 2**32 - 1))
 ipv6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))

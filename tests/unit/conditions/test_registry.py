@@ -22,7 +22,8 @@ from mmd.conditions.settings import (
     StressSettings,
     TrustedDomainSettings,
 )
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 
 def test_every_builtin_builds_with_its_name() -> None:

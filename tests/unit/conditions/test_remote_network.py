@@ -5,7 +5,8 @@ import re
 import pytest
 
 from mmd.conditions.remote_network import RemoteNetwork, parse_client_address
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 # (family, address, applied, text the reason must contain)
 DEFAULT_CASES: list[tuple[str, str, bool, str]] = [

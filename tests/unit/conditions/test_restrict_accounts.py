@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from mmd.conditions.restrict_accounts import MatchOn, RecipientMode, RestrictAccounts
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 ACCOUNTS = ("alice@example.com", "example.org", ".lists.example.net", "/^abuse@/")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mmd.conditions.s25r import DEFAULT_BLACKLIST, S25R, extra_blacklist_rules
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 V4 = ("inet", "192.0.2.25")
 

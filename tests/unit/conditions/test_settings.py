@@ -10,7 +10,7 @@ from mmd.conditions.errors import ConditionConfigError
 from mmd.conditions.remote_network import DEFAULT_LOCAL_NETWORKS
 from mmd.conditions.settings import ConditionSettings, settings_from_table
 from mmd.conditions.trusted_domain import DEFAULT_TRUSTED_DOMAINS
-from mmd.engine.applicability import Stage
+from mmd.engine.stages import Stage
 
 FULL = r"""
 [conditions.s25r]

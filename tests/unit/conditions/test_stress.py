@@ -12,7 +12,8 @@ from mmd.conditions.stress import (
     read_smtpd_process_limit,
     threshold_from_postfix,
 )
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 DEBIAN_MASTER_CF = """\
 #

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from mmd.conditions.trusted_domain import TrustedDomain
-from mmd.engine.applicability import SessionFacts, Stage
+from mmd.engine.applicability import SessionFacts
+from mmd.engine.stages import Stage
 
 YES = (("{trusted_domain}", "yes"),)
 

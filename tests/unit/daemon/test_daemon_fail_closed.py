@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mmd.adapters.mta_client import SessionInput, Timeouts, parse_connection_spec, run_session
+from mmd.adapters.mta_client import SessionInput, Timeouts, run_session
+from mmd.config.connection_spec import parse_connection_spec
 from mmd.daemon.generation import Options
 from mmd.daemon.service import Daemon
 

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mmd.engine.session import (
-    Action,
     ChildFinished,
     ChildSettings,
     CloseChild,
+    Output,
     Session,
     SessionFinished,
     SessionSettings,
@@ -34,7 +34,7 @@ def answer(steps: Step = NO_STEPS, actions: Act = ALL_ACTIONS) -> m.Negotiate:
 @dataclass
 class Driver:
     session: Session
-    log: list[Action] = field(default_factory=list)
+    log: list[Output] = field(default_factory=list)
 
     @classmethod
     def start(
@@ -54,17 +54,17 @@ class Driver:
                 driver.child(index, reply)
         return driver
 
-    def _keep(self, actions: list[Action]) -> list[Action]:
+    def _keep(self, actions: list[Output]) -> list[Output]:
         self.log.extend(actions)
         return actions
 
-    def mta(self, message: m.CommandMessage) -> list[Action]:
+    def mta(self, message: m.CommandMessage) -> list[Output]:
         return self._keep(self.session.from_mta(message))
 
-    def child(self, index: int, reply: m.ReplyMessage) -> list[Action]:
+    def child(self, index: int, reply: m.ReplyMessage) -> list[Output]:
         return self._keep(self.session.from_child(index, reply))
 
-    def fail(self, index: int, reason: str) -> list[Action]:
+    def fail(self, index: int, reason: str) -> list[Output]:
         return self._keep(self.session.child_failed(index, reason))
 
     def envelope(self) -> None:
@@ -81,34 +81,34 @@ class Driver:
                 self.child(index, m.Continue())
 
 
-def to_mta(actions: Sequence[Action]) -> list[m.ReplyMessage]:
+def to_mta(actions: Sequence[Output]) -> list[m.ReplyMessage]:
     return [a.message for a in actions if isinstance(a, ToMta)]
 
 
-def to_child(actions: Sequence[Action], index: int) -> list[m.CommandMessage]:
+def to_child(actions: Sequence[Output], index: int) -> list[m.CommandMessage]:
     return [a.message for a in actions if isinstance(a, ToChild) and a.index == index]
 
 
-def commands(actions: Sequence[Action], index: int) -> list[m.CommandMessage]:
+def commands(actions: Sequence[Output], index: int) -> list[m.CommandMessage]:
     """What ``index`` got, macros left out."""
     return [c for c in to_child(actions, index) if not isinstance(c, m.Macro)]
 
 
-def closed(actions: Sequence[Action]) -> set[int]:
+def closed(actions: Sequence[Output]) -> set[int]:
     return {a.index for a in actions if isinstance(a, CloseChild)}
 
 
-def finished(actions: Sequence[Action]) -> list[ChildFinished]:
+def finished(actions: Sequence[Output]) -> list[ChildFinished]:
     return [a for a in actions if isinstance(a, ChildFinished)]
 
 
-def session_end(actions: Sequence[Action]) -> SessionFinished:
+def session_end(actions: Sequence[Output]) -> SessionFinished:
     (end,) = [a for a in actions if isinstance(a, SessionFinished)]
     return end
 
 
-def message(driver: Driver, headers: list[tuple[str, str]], body: bytes) -> list[Action]:
-    out: list[Action] = []
+def message(driver: Driver, headers: list[tuple[str, str]], body: bytes) -> list[Output]:
+    out: list[Output] = []
     for name, value in headers:
         out += driver.mta(m.Header(name, value))
     out += driver.mta(m.EndOfHeaders())
@@ -118,9 +118,9 @@ def message(driver: Driver, headers: list[tuple[str, str]], body: bytes) -> list
 
 def run_child_through_eom(
     driver: Driver, index: int, *eom_replies: m.ReplyMessage
-) -> list[Action]:
+) -> list[Output]:
     """Continue every replayed command of child ``index``, then answer EOM."""
-    out: list[Action] = []
+    out: list[Output] = []
     while True:
         pending = [
             a for a in driver.log if isinstance(a, ToChild) and a.index == index and a.expect_reply

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from mmd.engine.message import HeaderError, MemoryBody, SpooledBody, WorkingHeaders
+from mmd.adapters.spool import SpooledBody
+from mmd.engine.message import HeaderError, MemoryBody, WorkingHeaders
 from mmd.protocol import messages as m
 
 

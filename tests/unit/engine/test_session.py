@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from mmd.engine.applicability import Decision, SessionFacts, Stage
-from mmd.engine.session import Action as EngineAction
-from mmd.engine.session import ChildSettings, ConditionSkipped, Session, SessionSettings, ToChild
+from mmd.engine.applicability import Decision, SessionFacts
+from mmd.engine.session import (
+    ChildSettings,
+    ConditionSkipped,
+    Output,
+    Session,
+    SessionSettings,
+    ToChild,
+)
+from mmd.engine.stages import Stage
 from mmd.engine.verdict import Verdict
 from mmd.protocol import messages as m
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Action, Step
@@ -31,9 +38,9 @@ RCPT2 = m.Rcpt(("<b@example.org>",))
 
 
 def reply_all(
-    driver: Driver, sent: list[EngineAction], reply: m.ReplyMessage
-) -> list[EngineAction]:
-    out: list[EngineAction] = []
+    driver: Driver, sent: list[Output], reply: m.ReplyMessage
+) -> list[Output]:
+    out: list[Output] = []
     for index in sorted({a.index for a in sent if isinstance(a, ToChild) and a.expect_reply}):
         out.extend(driver.child(index, reply))
     return out

@@ -8,18 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from mmd.engine.applicability import Stage
 from mmd.engine.message import MemoryBody
 from mmd.engine.session import (
-    Action,
     ChildSettings,
     Drain,
     MtaDrain,
     MtaError,
+    Output,
     Session,
     SessionSettings,
     ToChild,
 )
+from mmd.engine.stages import Stage
 from mmd.engine.verdict import Verdict
 from mmd.protocol import messages as m
 from mmd.protocol.constants import ALL_STEPS, Step
@@ -40,7 +40,7 @@ from tests.unit.engine.driver import (
 NO_REPLY_BODY = answer(Step.NO_REPLY_BODY)
 
 
-def body_chunks(actions: list[Action], index: int) -> int:
+def body_chunks(actions: list[Output], index: int) -> int:
     return sum(isinstance(c, m.Body) for c in commands(actions, index))
 
 

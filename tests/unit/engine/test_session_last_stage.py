@@ -6,7 +6,7 @@ Postfix sends ABORT after every message and before QUIT; the classic manager's
 
 from __future__ import annotations
 
-from mmd.engine.applicability import Stage
+from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from tests.unit.engine.driver import CONNECT, Driver, session_end, to_mta
 
