@@ -82,3 +82,23 @@ def report_set_change(
         text = f"milter {name} {word} the set of children (systemd: {why}); now: {children}"
         announce(name, joined, word, f"systemd: {why}", text, listeners,
                  MMD_CHILDREN=children)  # fmt: skip
+
+
+def log_update(number: int, why: str, children: Sequence[str]) -> None:
+    """One line per live update (as a reload logs one): how often systemd's bursts made a
+    new generation, e.g. during a package upgrade (MMD_EVENT=live-update)."""
+    names = ", ".join(children) or "none"
+    log.info(
+        "live update after systemd: %s: generation %d, milters: %s",
+        why,
+        number,
+        names,
+        extra={
+            "fields": {
+                "MMD_EVENT": "live-update",
+                "MMD_GENERATION": str(number),
+                "MMD_REASON": f"systemd: {why}",
+                "MMD_CHILDREN": names,
+            }
+        },
+    )

@@ -531,6 +531,7 @@ class Daemon:
             self._install(config, generation)
             said = self._follow_activity(config)
             after = [c.name for c in generation.children]
+            live.log_update(generation.number, why, after)
             live.report_set_change(
                 before, after, why, said, (changed for changed, _ in self._subscribers)
             )
