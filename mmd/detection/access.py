@@ -61,14 +61,15 @@ def explain(
     creds: Credentials,
     members: Callable[[int], set[str]] | None = None,
 ) -> str:
-    """``entries``: every folder from / down, then the socket (folders need x, the socket w).
+    """``entries``: every folder from / down, then the socket (folders need x, the socket w);
+    the list stops early at a folder this process may not search.
 
     ``members(gid) -> set of user names`` lists a group's members as /etc/group says
     (injected for tests); the default reads the group database.
     """
     listed = members or _members
-    for index, entry in enumerate(entries):
-        is_socket = index == len(entries) - 1
+    for entry in entries:
+        is_socket = stat.S_ISSOCK(entry.mode)
         need = 0o2 if is_socket else 0o1  # write the socket, search the folders
         if creds.uid == 0 or _allowed(entry, creds, need):
             continue
@@ -93,6 +94,8 @@ def explain(
             f"{shown}: neither its group nor others may use it; change the milter's socket "
             f"mode or group (its UMask or socket settings), or give {creds.user} access ({DOCS})"
         )
+    if not entries or not stat.S_ISSOCK(entries[-1].mode):
+        return "cannot see why: the path is not a socket now"
     return (
         f"file permissions allow user {creds.user} to connect to {entries[-1].path}: "
         "a security module refused it (SELinux: docs/selinux.md)"
@@ -114,7 +117,10 @@ def _entries(socket_path: str) -> list[Entry]:
     chain = [*reversed(path.parents), path]
     found = []
     for item in chain:
-        info = os.stat(item)
+        try:
+            info = os.stat(item)
+        except PermissionError:
+            break  # a folder before it may not be searched: ``explain`` names that one
         found.append(Entry(str(item), info.st_mode, info.st_uid, info.st_gid))
     return found
 

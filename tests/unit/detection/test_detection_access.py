@@ -68,3 +68,33 @@ def test_a_real_socket_on_disk() -> None:
     shutil.rmtree(folder)
     group = grp.getgrgid(gid).gr_name
     assert "is srwxrwx--- " in text and f"not in group {group}" in text, text
+
+
+def test_a_folder_that_hides_the_socket_from_stat() -> None:
+    """Debian's /run/opendkim is 0750: without the group even stat() of the socket fails."""
+    folder = Entry("/run/opendkim", 0o40750, 4242108, 4242108)
+    text = explain([ROOT_DIR, RUN, folder], USER, no_members)
+    assert text.startswith("the folder /run/opendkim is drwxr-x--- "), text
+    assert "usermod -a -G 4242108 milter-manager" in text
+
+
+def test_a_real_folder_on_disk_that_refuses_the_search() -> None:
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    folder.chmod(0o755)
+    inner = folder / "run"
+    inner.mkdir(mode=0o750)
+    path = inner / "child.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        gid = os.stat(inner).st_gid
+        pid = os.fork()
+        if pid == 0:  # as an unprivileged user, as the daemon runs
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            text = explain_refusal(str(path))
+            os._exit(0 if text.startswith(f"the folder {inner} is drwxr-x--- ")
+                     and f"not in group {grp.getgrgid(gid).gr_name}" in text else 1)
+        _, status = os.waitpid(pid, 0)
+    shutil.rmtree(folder)
+    assert os.waitstatus_to_exitcode(status) == 0
