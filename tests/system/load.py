@@ -8,6 +8,9 @@ verdict (``status: accept``/``pass``); the output of any other session is kept.
 from __future__ import annotations
 
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tests.system.container import SystemdContainer
@@ -57,3 +60,16 @@ class SessionLoad:
 
     def __str__(self) -> str:
         return f"{self.sent} sessions sent, {self.answered} answered"
+
+
+@contextmanager
+def flowing(c: SystemdContainer, socket: str, settle: float = 2.0) -> Iterator[SessionLoad]:
+    """Sessions flow for the ``with`` block, from ``settle`` seconds before it to after it."""
+    load = SessionLoad(c, socket)
+    load.start()
+    try:
+        time.sleep(settle)
+        yield load
+        time.sleep(settle)
+    finally:
+        load.stop()
