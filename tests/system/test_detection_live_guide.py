@@ -57,8 +57,8 @@ def container_clock(guide: GuideHost) -> float:
 
 def switch(guide: GuideHost, command: str, *statuses: str) -> float:
     """Run `systemctl COMMAND --now clamav-milter`; seconds from its return to mmd's journal
-    entry saying clamav-milter is in one of ``statuses`` (the new set is in use from then on; negative: the
-    set changed before systemctl returned, which waits for the stop or start)."""
+    entry saying clamav-milter is in one of ``statuses`` (the new set is in use from then on;
+    negative: the set changed before systemctl returned, which waits for the stop or start)."""
     cursor = guide.journal_cursor()
     guide.c.run(["systemctl", command, "--now", UNIT], timeout=120)
     returned = container_clock(guide)
