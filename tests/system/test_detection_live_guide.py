@@ -67,7 +67,14 @@ def switch(guide: GuideHost, command: str, *statuses: str) -> float:
         return [e for e in guide.manager_entries(cursor, MMD_EVENT="milter-state",
                                                  MMD_MILTER=UNIT) if e["MMD_STATUS"] in statuses]
 
-    wait_for(entry, f"clamav-milter {statuses}", timeout=30)
+    try:
+        wait_for(entry, f"clamav-milter {statuses}", timeout=30)
+    except AssertionError as error:
+        seen = [f"{e.get('MMD_EVENT')} {e.get('MMD_STATUS', '')}: {e.get('MESSAGE')}"
+                for e in guide.manager_entries(cursor)
+                if e.get("MMD_EVENT") in ("milter-state", "live-update", "milter-error")]
+        state = guide.unit(f"{UNIT}.service", "ActiveState", "UnitFileState", "WantedBy")
+        raise AssertionError(f"{error}; {state}; mmd said:\n" + "\n".join(seen)) from None
     first = entry()[0]
     seconds = int(first["__MONOTONIC_TIMESTAMP"]) / 1e6 - returned
     print(f"\n[measured] {command} --now {UNIT}: {first['MMD_STATUS']} {seconds:.2f} s after "
