@@ -38,6 +38,7 @@ class Field:
     HEADER_NAME: str
     HEADER_VALUE: str
     CHILDREN: str  # the set of children after a live change
+    GENERATION: str  # the configuration generation a live update made
 
 
 class Event:
@@ -49,6 +50,7 @@ class Event:
     MILTER_VERDICT: Final = "milter-verdict"
     MILTER_ERROR: Final = "milter-error"
     MILTER_STATE: Final = "milter-state"
+    LIVE_UPDATE: Final = "live-update"
     CONDITION_SKIP: Final = "condition-skip"
     HEADER_ADD: Final = "header-add"
     MTA_ERROR: Final = "mta-error"

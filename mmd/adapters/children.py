@@ -13,6 +13,7 @@ once through ``on_failure``; the engine decides what it means for the mail.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import socket
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import cast
 
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
+from mmd.detection.access import explain_refusal
 from mmd.engine.conversation import ChildConversation, ChildSettings
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
@@ -161,6 +163,8 @@ class ChildLink(asyncio.Protocol):
             self._connect_failed_by_timeout()
         except OSError as error:
             reason = error.strerror or str(error)
+            if error.errno == errno.EACCES and isinstance(spec, UnixSpec):
+                reason = f"{reason}: {explain_refusal(spec.path)}"  # which group is missing
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
         finally:
             if self._connect_timer is not None:

@@ -701,6 +701,9 @@ _MANAGER_SIGNAL = (
 SYSTEMD_MATCH_RULES = (
     f"{_MANAGER_SIGNAL},member='UnitFilesChanged'",
     f"{_MANAGER_SIGNAL},member='JobRemoved'",
+    # a daemon-reload ended: the only sign that a SysV-only milter (clamav-milter, spamass-milter
+    # on Debian 12) was enabled or disabled, which changes what the generator's units want
+    f"{_MANAGER_SIGNAL},member='Reloading'",
     f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
     f"member='PropertiesChanged',path_namespace='{SYSTEMD_UNIT_PATHS}',arg0='{SYSTEMD_UNIT}'",
 )
@@ -734,7 +737,7 @@ async def follow_systemd(
     """Have systemd's signals delivered on ``bus`` (call again after a reconnect).
 
     ``on_unit(name)``: a job of that unit ended (started, stopped, failed), or ``""``
-    when unit files changed (enable, disable, mask, daemon-reload). ``on_unit_path``:
+    when unit files changed (enable, disable, mask) or a daemon-reload ended. ``on_unit_path``:
     a unit's ActiveState & co changed; the caller decodes the object path. systemd
     sends unit signals only to subscribed clients, hence ``Subscribe``.
     """
@@ -749,6 +752,8 @@ async def follow_systemd(
                 on_unit("")
             elif message.member == "JobRemoved" and len(message.body) >= 3:
                 on_unit(str(message.body[2]))
+            elif message.member == "Reloading" and message.body[:1] == [False]:
+                on_unit("")  # reloaded: the generated units may want other milters now
         elif (
             message.member == "PropertiesChanged"
             and message.path.startswith(SYSTEMD_UNIT_PATHS + "/")

@@ -221,6 +221,7 @@ class Controller:
             self._install(loaded)
             said = self._follow_activity(loaded.config)
             after = [c.name for c in loaded.generation.children]
+            live.log_update(loaded.generation.number, why, after)
             live.report_set_change(
                 before, after, why, said, (changed for changed, _ in self._subscribers)
             )

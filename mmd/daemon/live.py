@@ -78,3 +78,23 @@ def report_set_change(
         text = f"milter {name} {word} the set of children (systemd: {why}); now: {children}"
         announce(name, joined, word, f"systemd: {why}", text, listeners,
                  more={Field.CHILDREN: children})  # fmt: skip
+
+
+def log_update(number: int, why: str, children: Sequence[str]) -> None:
+    """One line per live update (as a reload logs one): how often systemd's bursts made a
+    new generation, e.g. during a package upgrade (MMD_EVENT=live-update)."""
+    names = ", ".join(children) or "none"
+    log.info(
+        "live update after systemd: %s: generation %d, milters: %s",
+        why,
+        number,
+        names,
+        extra=extra(
+            Event.LIVE_UPDATE,
+            {
+                Field.GENERATION: str(number),
+                Field.REASON: f"systemd: {why}",
+                Field.CHILDREN: names,
+            },
+        ),
+    )
