@@ -110,6 +110,14 @@ class ChildLink(asyncio.Protocol):
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
+        self._let_go()
+
+    def _let_go(self) -> None:
+        # Nothing is reported after close or failure: drop the session's bound methods,
+        # which would otherwise keep session -> link -> session alive until the GC runs.
+        self._on_reply = _ignore_reply
+        self._on_failure = _ignore_failure
+        self._on_drained = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
@@ -163,6 +171,9 @@ class ChildLink(asyncio.Protocol):
             reason = error.strerror or str(error)
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
         finally:
+            # the finished task holds this coroutine, which holds the link: let go of it,
+            # so that a finished session is freed by reference counting, not by the GC
+            self._connecting = None
             if self._connect_timer is not None:
                 self._connect_timer.cancel()
                 self._connect_timer = None
@@ -273,4 +284,14 @@ class ChildLink(asyncio.Protocol):
         self._cancel_timers()
         if self._transport is not None:
             self._transport.abort()
-        self._on_failure(self.index, reason)
+        on_failure = self._on_failure
+        self._let_go()
+        on_failure(self.index, reason)
+
+
+def _ignore_reply(index: int, reply: m.ReplyMessage) -> None:
+    """A closed link's reply handler: the session is gone."""
+
+
+def _ignore_failure(index: int, reason: str) -> None:
+    """A closed link's failure handler: the session is gone."""

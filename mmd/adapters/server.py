@@ -275,6 +275,7 @@ class MtaProtocol(asyncio.Protocol):
             self._carry_out(self._session.mta_closed())
         for link in self._links:
             link.close()
+        self._transport = None  # the transport holds us; without this, a cycle for the GC
         state.active -= 1
         state.connections.discard(self)
         while state.waiting:
