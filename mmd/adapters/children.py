@@ -43,6 +43,7 @@ class ChildLink(asyncio.Protocol):
         on_failure: FailureHandler,
         max_packet_size: int,
         conversation: ChildConversation | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.index = index
         self.config = config
@@ -55,7 +56,7 @@ class ChildLink(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop  # or the running loop, on first use
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
@@ -201,13 +202,18 @@ class ChildLink(asyncio.Protocol):
         decoder.receive_data(data)
         while not self._done:
             try:
-                reply = decoder.next_message()
+                replies = decoder.messages()
             except ProtocolError as error:
                 self._fail(f"protocol error: {error}")
                 return
-            if reply is None:
+            if not replies:
                 return
-            self._on_reply_received(reply)
+            for reply in replies:
+                if self._done:
+                    return
+                self._on_reply_received(reply)
+            if decoder.error is None:
+                return
 
     def _on_reply_received(self, reply: m.Message) -> None:
         awaiting = self._conversation.awaiting
