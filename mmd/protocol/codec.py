@@ -216,7 +216,7 @@ def _parse_macro(data: bytearray) -> Macro:
     if len(parts) % 2:
         raise _Bad(f"macro {parts[-1]!r} has no value")
     it = iter(parts)
-    return Macro(command, tuple(zip(it, it, strict=True)))
+    return Macro(command, tuple(zip(it, it, strict=True)), _packet(b"D", bytes(data)))
 
 
 def _parse_connect(data: bytearray) -> Connect:
@@ -519,6 +519,8 @@ def _encode_negotiate(m: Negotiate) -> bytes:
 
 
 def _encode_macro(m: Macro) -> bytes:
+    if m.wire:
+        return m.wire
     if len(m.command) != 1:
         raise EncodeError(f"macro command must be one byte, got {m.command!r}")
     parts = [m.command]
