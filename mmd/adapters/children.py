@@ -35,28 +35,6 @@ DrainedHandler = Callable[[int], None]
 class ChildLink(asyncio.Protocol):
     """One child's socket for one MTA connection: bytes out, replies in, its timeouts."""
 
-    # three per MTA connection, idle ones included: no per-instance dict
-    __slots__ = (
-        "_connect_timer",
-        "_connecting",
-        "_conversation",
-        "_decoder",
-        "_done",
-        "_loop",
-        "_on_drained",
-        "_on_failure",
-        "_on_reply",
-        "_pending",
-        "_read_deadline",
-        "_read_timeout",
-        "_read_timer",
-        "_transport",
-        "_write_paused",
-        "_write_timer",
-        "config",
-        "index",
-    )
-
     def __init__(
         self,
         index: int,

@@ -121,26 +121,6 @@ _BACKLOG_LIMIT = 32
 class MtaProtocol(asyncio.Protocol):
     """One MTA connection: decodes its commands, feeds the engine, carries out its outputs."""
 
-    # one per MTA connection, idle ones included: no per-instance dict
-    __slots__ = (
-        "_decoder",
-        "_drained_pending",
-        "_early",
-        "_idle_timeout",
-        "_idle_timer",
-        "_last_input",
-        "_links",
-        "_loop",
-        "_reading_paused",
-        "_session",
-        "_session_id",
-        "_started",
-        "_started_session",
-        "_state",
-        "_transport",
-        "_writing_paused",
-    )
-
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
