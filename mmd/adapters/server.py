@@ -284,6 +284,7 @@ class MtaProtocol(asyncio.Protocol):
         if not self._started_session:
             if self in state.waiting:
                 state.waiting.remove(self)
+            self._transport = None
             return
         if self._idle_timer is not None:
             self._idle_timer.cancel()
