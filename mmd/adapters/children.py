@@ -45,6 +45,7 @@ class ChildLink(asyncio.Protocol):
         on_failure: FailureHandler,
         max_packet_size: int,
         conversation: ChildConversation | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.index = index
         self.config = config
@@ -57,7 +58,7 @@ class ChildLink(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._connecting: asyncio.Task[None] | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop  # or the running loop, on first use
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
@@ -112,6 +113,14 @@ class ChildLink(asyncio.Protocol):
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
+        self._let_go()
+
+    def _let_go(self) -> None:
+        # Nothing is reported after close or failure: drop the session's bound methods,
+        # which would otherwise keep session -> link -> session alive until the GC runs.
+        self._on_reply = _ignore_reply
+        self._on_failure = _ignore_failure
+        self._on_drained = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
@@ -167,6 +176,9 @@ class ChildLink(asyncio.Protocol):
                 reason = f"{reason}: {explain_refusal(spec.path)}"  # which group is missing
             self._fail(f"cannot connect to {self.config.connection_spec}: {reason}")
         finally:
+            # the finished task holds this coroutine, which holds the link: let go of it,
+            # so that a finished session is freed by reference counting, not by the GC
+            self._connecting = None
             if self._connect_timer is not None:
                 self._connect_timer.cancel()
                 self._connect_timer = None
@@ -194,13 +206,18 @@ class ChildLink(asyncio.Protocol):
         decoder.receive_data(data)
         while not self._done:
             try:
-                reply = decoder.next_message()
+                replies = decoder.messages()
             except ProtocolError as error:
                 self._fail(f"protocol error: {error}")
                 return
-            if reply is None:
+            if not replies:
                 return
-            self._on_reply_received(reply)
+            for reply in replies:
+                if self._done:
+                    return
+                self._on_reply_received(reply)
+            if decoder.error is None:
+                return
 
     def _on_reply_received(self, reply: m.Message) -> None:
         awaiting = self._conversation.awaiting
@@ -277,4 +294,14 @@ class ChildLink(asyncio.Protocol):
         self._cancel_timers()
         if self._transport is not None:
             self._transport.abort()
-        self._on_failure(self.index, reason)
+        on_failure = self._on_failure
+        self._let_go()
+        on_failure(self.index, reason)
+
+
+def _ignore_reply(index: int, reply: m.ReplyMessage) -> None:
+    """A closed link's reply handler: the session is gone."""
+
+
+def _ignore_failure(index: int, reason: str) -> None:
+    """A closed link's failure handler: the session is gone."""

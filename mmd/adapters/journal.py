@@ -134,6 +134,41 @@ class JournalHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def send_entry(self, logger: str, levelno: int, message: str, fields: dict[str, str]) -> None:
+        """The entry ``emit`` would send for a record, from valid field names and string
+        values (``mmd.journal_schema``'s), without a LogRecord. Adds the handler's own fields
+        to ``fields``; raises what cysystemd raises."""
+        fields["MESSAGE"] = message
+        fields["PRIORITY"] = _priority_text(levelno)
+        fields["SYSLOG_IDENTIFIER"] = self.identifier
+        fields["SYSLOG_FACILITY"] = FACILITY_TEXT
+        fields["LOGGER"] = logger
+        _journal.send(**fields)
+
+
+def sole_journal(logger: logging.Logger, levelno: int) -> JournalHandler | None:
+    """The journal handler, when a record of ``levelno`` from ``logger`` would go to it and
+    nowhere else (as the daemon runs): the per-session entries then skip the logging
+    machinery. None whenever anything else listens (a test's handler, stderr, a filter)."""
+    handler = _installed
+    if type(handler) is not JournalHandler or not logger.isEnabledFor(levelno):
+        return None
+    if handler.filters or handler.level > levelno:
+        return None
+    found = False
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        if current.handlers:
+            if current.handlers != [handler] or found:
+                return None
+            found = True
+        if not current.propagate:
+            break
+        current = current.parent
+    return handler if found else None
+
 
 def _quote(value: str) -> str:
     if value and not _NEEDS_QUOTES(value):
@@ -238,6 +273,7 @@ __all__ = [
     "journal_wanted",
     "setup_logging",
     "should_use_journal",
+    "sole_journal",
     "structured_fields",
     "syslog_priority",
 ]

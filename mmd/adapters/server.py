@@ -93,7 +93,23 @@ class ServerState:
     connections: set[MtaProtocol] = field(default_factory=set)
     # connections over max_connections wait here, unread, until a session ends
     waiting: deque[MtaProtocol] = field(default_factory=deque)
+    # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
+    # fork): the sessions take the loop from here, set by the first one
+    loop: asyncio.AbstractEventLoop | None = None
 
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        return loop
+
+
+# packets without data, encoded once: the replies and commands sent most often
+_CONSTANT: dict[type, bytes] = {
+    kind: encode(kind())
+    for kind in (m.Continue, m.Accept, m.Reject, m.Tempfail, m.Discard, m.Skip, m.Progress,
+                 m.Data, m.EndOfHeaders, m.Abort, m.Quit, m.QuitNewConnection)
+}
 
 _NOBODY = -1
 _MTA = -2
@@ -131,7 +147,7 @@ class MtaProtocol(asyncio.Protocol):
         limit = state.generation.manager.max_connections
         if limit and state.active >= limit:
             # after the transport's own first "start reading" (Python 3.11 would undo it)
-            asyncio.get_running_loop().call_soon(transport.pause_reading)
+            state.event_loop().call_soon(transport.pause_reading)
             state.waiting.append(self)
             return
         self._start()
@@ -142,6 +158,7 @@ class MtaProtocol(asyncio.Protocol):
         manager = generation.manager
         self._decoder = Decoder(Direction.COMMANDS, manager.max_packet_size)
         limit = manager.body_memory_limit
+        loop = self._loop = state.event_loop()
         state.active += 1
         state.idle.clear()
         state.connections.add(self)
@@ -160,6 +177,7 @@ class MtaProtocol(asyncio.Protocol):
                 self._child_failed,
                 manager.max_packet_size,
                 self._session.conversations[i],
+                loop,
             )
             for i, milter in enumerate(generation.milters)
         ]
@@ -167,8 +185,6 @@ class MtaProtocol(asyncio.Protocol):
         self._begin()
         timeout = manager.mta_idle_timeout
         if timeout > 0:
-            loop = asyncio.get_running_loop()
-            self._loop = loop
             self._idle_timeout = timeout
             self._last_input = loop.time()
             self._idle_timer = loop.call_at(self._last_input + timeout, self._idle_check)
@@ -193,18 +209,19 @@ class MtaProtocol(asyncio.Protocol):
         decoder.receive_data(data)
         while True:
             try:
-                command = decoder.next_message()
+                commands = decoder.messages()
             except ProtocolError as error:
                 self._state.recorder.mta_error(
                     self._session_id, f"protocol error from MTA: {error}"
                 )
                 self.close_mta()
                 return
-            if command is None:
+            for command in commands:
+                self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
+                if session.finished:
+                    return  # closed when the session's end was recorded
+            if decoder.error is None:
                 break
-            self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
-            if session.finished:
-                return  # closed when the session's end was recorded
         if session.backlog > _BACKLOG_LIMIT:
             self._pause_reading()
 
@@ -233,7 +250,7 @@ class MtaProtocol(asyncio.Protocol):
         self._writing_paused = False
         if self._drained_pending:
             self._drained_pending = False
-            asyncio.get_running_loop().call_soon(self._mta_drained)
+            self._loop.call_soon(self._mta_drained)
         if self._started_session:
             self._maybe_resume_reading()
 
@@ -267,6 +284,7 @@ class MtaProtocol(asyncio.Protocol):
         if not self._started_session:
             if self in state.waiting:
                 state.waiting.remove(self)
+            self._transport = None
             return
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -275,6 +293,7 @@ class MtaProtocol(asyncio.Protocol):
             self._carry_out(self._session.mta_closed())
         for link in self._links:
             link.close()
+        self._transport = None  # the transport holds us; without this, a cycle for the GC
         state.active -= 1
         state.connections.discard(self)
         while state.waiting:
@@ -326,14 +345,17 @@ class MtaProtocol(asyncio.Protocol):
         held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
         held_parts: list[bytes] = []
         held_stage = Stage.NEGOTIATE
-        encoded: dict[int, bytes] = {}  # by id(): the same command goes to every child
+        # the engine sends the same command object to every child, one after the other:
+        # it is encoded once
+        last_message: object = None
+        data = b""
         for action in actions:
             if type(action) is ToChild:
                 index = action.index
                 message = action.message
-                data = encoded.get(id(message), b"")
-                if not data:
-                    data = encoded[id(message)] = encode(message)
+                if message is not last_message:
+                    data = _CONSTANT.get(type(message)) or encode(message)
+                    last_message = message
                 if held != index:
                     if held != _NOBODY:
                         self._write_held(held, held_parts, held_stage)
@@ -349,7 +371,7 @@ class MtaProtocol(asyncio.Protocol):
                     if held != _NOBODY:
                         self._write_held(held, held_parts, held_stage)
                     held, held_parts = _MTA, []
-                held_parts.append(encode(reply))
+                held_parts.append(_CONSTANT.get(type(reply)) or encode(reply))
                 if (
                     isinstance(reply, _HEADER_CHANGES)
                     and reply.value  # an empty ChangeHeader deletes
@@ -386,7 +408,7 @@ class MtaProtocol(asyncio.Protocol):
         if self._writing_paused:
             self._drained_pending = True
         else:
-            asyncio.get_running_loop().call_soon(self._mta_drained)
+            self._loop.call_soon(self._mta_drained)
 
     def _mta_problem(self, error: MtaError) -> None:
         self._state.recorder.mta_error(self._session_id, error.reason)

@@ -12,12 +12,27 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from mmd.adapters.journal import sole_journal
 from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.engine.applicability import SessionFacts
 from mmd.engine.outputs import ConditionSkipped
 from mmd.journal_schema import Event, Field, extra
 
 log = logging.getLogger("mmd.session")
+
+
+def _write(levelno: int, text: str, args: tuple[object, ...], fields: dict[str, str]) -> None:
+    """One entry: straight to the journal when it is the only listener (as the daemon
+    runs; several per session, so the logging machinery is worth skipping), else through
+    ``logging`` with the same text and fields (stderr, tests' handlers)."""
+    journal = sole_journal(log, levelno)
+    if journal is not None:
+        try:
+            journal.send_entry(log.name, levelno, text % args, fields)
+            return
+        except Exception:  # the logging path below reports it, as emit would
+            pass  # (the handler's own fields it added are dropped there)
+    log.log(levelno, text, *args, extra=extra(fields[Field.EVENT], fields))
 
 
 @dataclass
@@ -64,28 +79,29 @@ class JournalRecorder:
         counters.verdicts[record.status] += 1
         counters.elapsed_total += record.elapsed
         counters.elapsed_max = max(counters.elapsed_max, record.elapsed)
-        log.info(
+        _write(
+            logging.INFO,
             "[milter][end][%s][%s][%.3f](%d): %s%s",
-            record.stage,
-            record.status,
-            record.elapsed,
-            record.session_id,
-            record.milter,
-            f" ({record.reason})" if record.reason else "",
-            extra=extra(
-                Event.MILTER_VERDICT,
-                {
-                    Field.SESSION_ID: str(record.session_id),
-                    Field.MILTER: record.milter,
-                    Field.STAGE: record.stage,
-                    Field.STATUS: record.status,
-                    Field.ELAPSED: f"{record.elapsed:.6f}",
-                    Field.REASON: record.reason,
-                    Field.QUEUE_ID: record.queue_id,
-                    Field.CLIENT_ADDRESS: record.client_address,
-                    Field.CLIENT_NAME: record.client_name,
-                },
+            (
+                record.stage,
+                record.status,
+                record.elapsed,
+                record.session_id,
+                record.milter,
+                f" ({record.reason})" if record.reason else "",
             ),
+            {
+                Field.EVENT: Event.MILTER_VERDICT,
+                Field.SESSION_ID: str(record.session_id),
+                Field.MILTER: record.milter,
+                Field.STAGE: record.stage,
+                Field.STATUS: record.status,
+                Field.ELAPSED: f"{record.elapsed:.6f}",
+                Field.REASON: record.reason,
+                Field.QUEUE_ID: record.queue_id,
+                Field.CLIENT_ADDRESS: record.client_address,
+                Field.CLIENT_NAME: record.client_name,
+            },
         )
 
     def condition_skipped(
@@ -114,31 +130,28 @@ class JournalRecorder:
     def session_finished(self, record: SessionRecord) -> None:
         self.statistics.total_sessions += 1
         self.statistics.statuses[record.status] += 1
+        session_id = str(record.session_id)
         if record.disconnected:
-            log.info(
+            _write(
+                logging.INFO,
                 "[session][disconnected][%.3f](%d)",
-                record.elapsed,
-                record.session_id,
-                extra=extra(Event.SESSION_DISCONNECTED, {Field.SESSION_ID: str(record.session_id)}),
+                (record.elapsed, record.session_id),
+                {Field.EVENT: Event.SESSION_DISCONNECTED, Field.SESSION_ID: session_id},
             )
-        log.info(
+        _write(
+            logging.INFO,
             "[session][end][%s][%s][%.3f](%d)",
-            record.stage,
-            record.status,
-            record.elapsed,
-            record.session_id,
-            extra=extra(
-                Event.SESSION_END,
-                {
-                    Field.SESSION_ID: str(record.session_id),
-                    Field.STAGE: record.stage,
-                    Field.STATUS: record.status,
-                    Field.ELAPSED: f"{record.elapsed:.6f}",
-                    Field.QUEUE_ID: record.queue_id,
-                    Field.CLIENT_ADDRESS: record.client_address,
-                    Field.CLIENT_NAME: record.client_name,
-                },
-            ),
+            (record.stage, record.status, record.elapsed, record.session_id),
+            {
+                Field.EVENT: Event.SESSION_END,
+                Field.SESSION_ID: session_id,
+                Field.STAGE: record.stage,
+                Field.STATUS: record.status,
+                Field.ELAPSED: f"{record.elapsed:.6f}",
+                Field.QUEUE_ID: record.queue_id,
+                Field.CLIENT_ADDRESS: record.client_address,
+                Field.CLIENT_NAME: record.client_name,
+            },
         )
 
     def child_error(self, session_id: int, milter: str, reason: str) -> None:
@@ -162,19 +175,16 @@ class JournalRecorder:
 
     def header_added(self, session_id: int, name: str, value: str) -> None:
         """A header a child added (net change at end-of-message), for the report's counts."""
-        log.info(
+        _write(
+            logging.INFO,
             "[session][header][add](%d): %s=%s",
-            session_id,
-            name,
-            value,
-            extra=extra(
-                Event.HEADER_ADD,
-                {
-                    Field.SESSION_ID: str(session_id),
-                    Field.HEADER_NAME: name,
-                    Field.HEADER_VALUE: value,
-                },
-            ),
+            (session_id, name, value),
+            {
+                Field.EVENT: Event.HEADER_ADD,
+                Field.SESSION_ID: str(session_id),
+                Field.HEADER_NAME: name,
+                Field.HEADER_VALUE: value,
+            },
         )
 
     def mta_error(self, session_id: int, reason: str) -> None:

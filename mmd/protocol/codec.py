@@ -216,7 +216,7 @@ def _parse_macro(data: bytearray) -> Macro:
     if len(parts) % 2:
         raise _Bad(f"macro {parts[-1]!r} has no value")
     it = iter(parts)
-    return Macro(command, tuple(zip(it, it, strict=True)))
+    return Macro(command, tuple(zip(it, it, strict=True)), _packet(b"D", bytes(data)))
 
 
 def _parse_connect(data: bytearray) -> Connect:
@@ -428,40 +428,70 @@ class Decoder:
 
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""
+        found = self._decode(1)
+        return found[0] if found else None
+
+    def messages(self) -> list[Message]:
+        """Every complete message received so far, at once (the hot path's form: no call
+        per message, and none that finds nothing).
+
+        A stream that breaks the protocol after good messages gives those first; the
+        next call raises the error, as ``next_message`` would.
+        """
+        return self._decode(-1)
+
+    def _decode(self, most: int) -> list[Message]:
         if self._error is not None:
             raise self._error
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < 4:
-            return None
-        (length,) = _UINT32.unpack_from(buf, pos)
-        if length > self._limit or length == 0:
-            # Checked as soon as the prefix is in, so garbage fails fast.
-            self._fail(
-                PacketTooLarge(length, self._limit)
-                if length
-                else MalformedPacket(None, "length is zero (no code byte)")
-            )
-        end = pos + 4 + length
-        if len(buf) < end:
-            return None
-        code = buf[pos + 4]
-        self._pos = end
-        if length == 1:
-            bare = self._bare.get(code)
-            if bare is not None:
-                return bare
-        parser = self._parsers.get(code)
-        if parser is None:
-            self._fail(MalformedPacket(bytes((code,)), f"unknown {self._kind} code"))
-        try:
-            return parser(buf[pos + 5 : end])
-        except _Bad as exc:
-            self._fail(MalformedPacket(bytes((code,)), str(exc)))
+        size = len(buf)
+        found: list[Message] = []
+        while most and size - pos >= 4:
+            (length,) = _UINT32.unpack_from(buf, pos)
+            if length > self._limit or length == 0:
+                # Checked as soon as the prefix is in, so garbage fails fast.
+                return self._failed(
+                    found,
+                    PacketTooLarge(length, self._limit)
+                    if length
+                    else MalformedPacket(None, "length is zero (no code byte)"),
+                )
+            end = pos + 4 + length
+            if size < end:
+                break
+            code = buf[pos + 4]
+            self._pos = end
+            most -= 1
+            if length == 1:
+                bare = self._bare.get(code)
+                if bare is not None:
+                    found.append(bare)
+                    pos = end
+                    continue
+            parser = self._parsers.get(code)
+            if parser is None:
+                return self._failed(
+                    found, MalformedPacket(bytes((code,)), f"unknown {self._kind} code")
+                )
+            try:
+                found.append(parser(buf[pos + 5 : end]))
+            except _Bad as exc:
+                return self._failed(found, MalformedPacket(bytes((code,)), str(exc)))
+            pos = end
+        return found
 
-    def _fail(self, error: ProtocolError) -> NoReturn:
+    @property
+    def error(self) -> ProtocolError | None:
+        """What broke the stream: raised by the next call (None while it is sound)."""
+        return self._error
+
+    def _failed(self, found: list[Message], error: ProtocolError) -> list[Message]:
+        """The good messages before a broken one first; the error at once if there are none."""
         self._error = error
-        raise error
+        if not found:
+            raise error
+        return found
 
 
 # ---------------------------------------------------------------- encoder
@@ -489,6 +519,8 @@ def _encode_negotiate(m: Negotiate) -> bytes:
 
 
 def _encode_macro(m: Macro) -> bytes:
+    if m.wire:
+        return m.wire
     if len(m.command) != 1:
         raise EncodeError(f"macro command must be one byte, got {m.command!r}")
     parts = [m.command]

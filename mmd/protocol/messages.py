@@ -39,6 +39,9 @@ class Macro:
 
     command: bytes
     macros: tuple[tuple[str, str], ...]
+    # the packet as the decoder read it: the same bytes encode would make, so the MTA's
+    # macros go on to every child without being encoded again (not part of equality)
+    wire: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
