@@ -24,6 +24,7 @@ from typing import Literal
 
 from mmd.engine.applicability import ChildCondition
 from mmd.engine.outputs import ChildFinished
+from mmd.engine.reuse import RESTING_STAGES, NegotiatedOptions, Rest, rest_after_answer
 from mmd.engine.stages import CONNECTION_STAGES, Stage, StageInfo
 from mmd.engine.verdict import FINAL_NEGATIVE, REPLY_VERDICTS, Verdict, reply_code_verdict
 from mmd.protocol import messages as m
@@ -101,8 +102,10 @@ class ChildConversation:
         "last_stage",
         "leading_space",
         "message_left",
+        "options",
         "reason",
         "reported",
+        "rest",
         "result",
         "settings",
         "steps",
@@ -125,6 +128,10 @@ class ChildConversation:
         # fails half-way gets none of them through)
         self.changes: list[m.Modification] = []
         self.extra_macros: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        # connection reuse (mmd.engine.reuse): the OPTNEG the connection keeps, when it
+        # may serve another session, and where the child's libmilter state stands
+        self.options: NegotiatedOptions | None = None
+        self.rest = Rest.BUSY
         # statistics of the SMTP session
         self.last_stage = Stage.NEGOTIATE
         self.result = Verdict.NO_CHANGE
@@ -157,6 +164,27 @@ class ChildConversation:
         self.steps = int(answer.steps)
         self.actions = int(answer.actions) & offered_actions
         self.leading_space = bool(self.steps & _HEADER_LEADING_SPACE)
+        self.rest = Rest.UNTOUCHED
+
+    def resume(self, options: NegotiatedOptions, offered_actions: int) -> None:
+        """A kept connection serves this session: its first OPTNEG holds, none is sent."""
+        self.negotiated(options.answer, offered_actions)
+        self.options = options
+
+    def reusable(self) -> NegotiatedOptions | None:
+        """The options to keep the connection with when the SMTP session ends, or None:
+        it failed, owes something, is inside a message, or stands where libmilter would
+        not take a CONNECT after QUIT_NC (``Rest.BUSY``)."""
+        if (
+            self.options is None
+            or self.rest is Rest.BUSY
+            or self.failed
+            or self.awaiting is not None
+            or self.draining
+            or self.in_transaction
+        ):
+            return None
+        return self.options
 
     # ------------------------------------------------------------ step flags
 
@@ -197,6 +225,8 @@ class ChildConversation:
             verdict = REPLY_VERDICTS.get(kind)
         if verdict is not None:
             self.awaiting = None
+            if stage in RESTING_STAGES:
+                self.rest = rest_after_answer(stage, reply)
             return verdict
         if kind is m.Progress:
             return None

@@ -1,7 +1,7 @@
 """What the session engine asks its adapter to do, and what it reports.
 
 The engine returns a list of these, in order: packets for a child or the MTA
-(``ToChild``, ``ToMta``), flow control (``CloseChild``, ``Drain``,
+(``ToChild``, ``ToMta``), flow control (``CloseChild``, ``ReuseChild``, ``Drain``,
 ``MtaDrain``) and records to log (``MtaError``, ``ChildFinished``,
 ``ConditionSkipped``, ``SessionFinished``). They are the engine's events in the
 h11 sense: small immutable values, no behaviour.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 
@@ -37,6 +38,18 @@ class CloseChild:
     """Close child ``index``'s connection: it is out of the session (no failure follows)."""
 
     index: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseChild:
+    """Child ``index``'s part in the MTA connection is over and its connection may serve
+    another one (mmd.engine.reuse): send QUIT_NC first when ``quit_nc``, then keep it with
+    ``options``. An adapter that cannot keep it sends QUIT and closes it, as for
+    ``CloseChild`` (no failure follows either way)."""
+
+    index: int
+    options: NegotiatedOptions
+    quit_nc: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,7 @@ Output = (
     ToChild
     | ToMta
     | CloseChild
+    | ReuseChild
     | Drain
     | MtaDrain
     | MtaError

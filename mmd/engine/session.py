@@ -74,11 +74,13 @@ from mmd.engine.outputs import (
     MtaDrain,
     MtaError,
     Output,
+    ReuseChild,
     SessionFinished,
     ToChild,
     ToMta,
 )
 from mmd.engine.phases import READY, Phase, Trigger, next_phase
+from mmd.engine.reuse import NegotiatedOptions, Rest, reusable
 from mmd.engine.stages import BY_STAGE, STAGES, Stage, macro_code
 from mmd.engine.transaction import Transaction
 from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
@@ -91,10 +93,12 @@ __all__ = [
     "CloseChild",
     "ConditionSkipped",
     "Drain",
+    "LinkSource",
     "MtaDrain",
     "MtaError",
     "Output",
     "Phase",
+    "ReuseChild",
     "Session",
     "SessionFinished",
     "SessionSettings",
@@ -134,6 +138,10 @@ _MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
+# what the adapter offers for connection reuse: a kept connection to child ``index``
+# negotiated with this very offer (its options), or None (the child gets OPTNEG)
+LinkSource = Callable[[int, m.Negotiate], NegotiatedOptions | None]
+
 
 class Session:
     """One MTA connection fanned out to the children: commands and replies in, outputs out."""
@@ -142,6 +150,8 @@ class Session:
         "_answer",
         "_answers",
         "_body_factory",
+        "_child_offer",
+        "_links",
         "_macros",
         "_mta_steps",
         "_offer",
@@ -170,7 +180,10 @@ class Session:
         settings: SessionSettings | None = None,
         body_factory: Callable[[], BodyStore] = MemoryBody,
         facts: SessionFacts | None = None,
+        links: LinkSource | None = None,
     ) -> None:
+        """``links``: connection reuse is on (mmd.engine.reuse); kept connections come
+        from it, and children that may serve another session end with ``ReuseChild``."""
         self.settings = settings or SessionSettings()
         self.facts = facts or SessionFacts()
         # one per child, by index: the adapters read what a child owes from here
@@ -181,6 +194,8 @@ class Session:
         self._queue: deque[m.CommandMessage] = deque()
         self._out: list[Output] = []
         self._offer: m.Negotiate | None = None
+        self._child_offer: m.Negotiate | None = None
+        self._links = links
         self._answers: list[m.Negotiate] = []
         self._mta_steps = 0  # Step bits negotiated with the MTA, as a plain int
         self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
@@ -304,6 +319,8 @@ class Session:
                     child.failed = True
                     child.result = child.settings.fallback
                     child.reason = f"cut off at {child.last_stage.value}: the MTA left"
+                if self._release(child):
+                    continue
                 if child.in_transaction:
                     self._send(child, m.Abort(), Stage.ABORT)
                 self._send(child, m.Quit(), Stage.QUIT)
@@ -336,6 +353,9 @@ class Session:
         expect_reply: bool = False,
     ) -> None:
         self._out.append(ToChild(child.index, message, expect_reply, stage))
+        # libmilter takes any command but QUIT_NC out of a state a CONNECT may follow,
+        # until its answer says otherwise (ChildConversation.answer)
+        child.rest = Rest.UNTOUCHED if type(message) is m.QuitNewConnection else Rest.BUSY
         if expect_reply:
             child.awaiting = stage
 
@@ -394,9 +414,17 @@ class Session:
         self._offer = offer
         self._stage = Stage.NEGOTIATE
         self._move(Trigger.OFFER)
-        child_offer = offer_to_children(offer)
+        child_offer = self._child_offer = offer_to_children(offer)
+        links = self._links
         for child in self.conversations:
-            if not child.failed:
+            if child.failed:
+                continue
+            kept = links(child.index, child_offer) if links is not None else None
+            if kept is not None:
+                # a kept connection: libmilter holds to its first OPTNEG, asked no more
+                child.resume(kept, int(offer.actions))
+                self._answers.append(kept.answer)
+            else:
                 self._send(child, child_offer, Stage.NEGOTIATE, expect_reply=True)
         self._waiting = sum(1 for c in self.conversations if c.awaiting is Stage.NEGOTIATE)
         if self._waiting == 0:
@@ -406,6 +434,8 @@ class Session:
         assert self._offer is not None
         child.negotiated(reply, int(self._offer.actions))
         assert isinstance(reply, m.Negotiate)
+        if self._links is not None and self._child_offer is not None:
+            child.options = reusable(self._child_offer, reply)
         self._answers.append(reply)
         self._waiting -= 1
         if self._waiting == 0:
@@ -731,13 +761,25 @@ class Session:
 
     def _quit(self) -> None:
         for child in self.conversations:
-            if not child.failed:
+            if not child.failed and not self._release(child):
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
         self.transaction.close()
         self._answer = None
         self._finish_session(self._session_status)
         self._move(Trigger.CLOSE)
+
+    def _release(self, child: ChildConversation) -> bool:
+        """The MTA connection ends: hand the child's connection on for reuse where
+        libmilter would take a CONNECT next (mmd.engine.reuse); False: close it."""
+        if self._links is None:
+            return False
+        options = child.reusable()
+        if options is None:
+            return False
+        self._out.append(ReuseChild(child.index, options, child.rest is Rest.ANSWERED))
+        child.rest = Rest.UNTOUCHED
+        return True
 
     def _quit_new_connection(self) -> None:
         for child in self.conversations:
