@@ -8,6 +8,13 @@ end_of_message_timeout for end-of-message). Whether a reply is due is not its
 own guess: it reads the child's ``ChildConversation`` (the engine's), which the
 session updates with every command and reply. Whatever goes wrong is reported
 once through ``on_failure``; the engine decides what it means for the mail.
+
+A link may also serve on a connection kept from an earlier MTA connection
+(``adopt``, mmd.adapters.child_pool) and hand its connection back at the end
+(``release``). A kept connection that is lost before its first reply in the new
+session (the child restarted while it was parked) is replaced once by a fresh
+one, transparently: OPTNEG with the kept offer, the same answer required, then
+what the session had sent.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
 from mmd.detection.access import explain_refusal
 from mmd.engine.conversation import ChildConversation, ChildSettings
+from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
-from mmd.protocol.codec import Decoder, Direction, ProtocolError
+from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 
 _parsed_spec = functools.lru_cache(maxsize=64)(parse_connection_spec)
 
@@ -66,6 +75,15 @@ class ChildLink(asyncio.Protocol):
         self._done = False  # failed or closed on purpose: report nothing more
         self._write_paused = False
         self._on_drained: DrainedHandler | None = None
+        # a kept connection (adopt): its options, QUIT_NC still owed before the first
+        # packet, what was sent until its first reply (None once it replied), and the
+        # fresh connection's OPTNEG under way after it was lost (retry)
+        self._kept: NegotiatedOptions | None = None
+        self._prefix = b""
+        self._resent: list[bytes] | None = None
+        self._renegotiating = False
+        self._retried = False
+        self._max_packet_size = max_packet_size
 
     # ------------------------------------------------------------ engine side
 
@@ -73,12 +91,21 @@ class ChildLink(asyncio.Protocol):
         """Write (or queue until connected) ``data``; a due reply arms the read timer."""
         if self._done:
             return
-        if self._transport is None:
-            self._pending.append(data)
-            if self._connecting is None:
-                self._start_connecting()
+        transport = self._transport
+        if self._resent is not None:  # a kept connection that has not answered yet
+            self._resent.append(data)
+            if self._renegotiating:
+                transport = None  # held until the fresh connection's OPTNEG answer
+            elif self._prefix:
+                data = self._prefix + data
+                self._prefix = b""
+        if transport is None:
+            if not self._renegotiating:
+                self._pending.append(data)
+                if self._connecting is None:
+                    self._start_connecting()
         else:
-            self._transport.write(data)
+            transport.write(data)
         if expect_reply:
             self._arm_read_timer(stage)
 
@@ -114,6 +141,60 @@ class ChildLink(asyncio.Protocol):
             self._connect_timer.cancel()
             self._connect_timer = None
         self._let_go()
+
+    # ------------------------------------------------------------ kept connections
+
+    def adopt(self, parked: ParkedLink) -> None:
+        """Serve this session on a kept connection (taken from the pool)."""
+        transport = parked.transport
+        transport.set_protocol(self)
+        self._transport = transport
+        self._kept = parked.options
+        self._prefix = QUIT_NC if parked.quit_nc else b""
+        self._resent = []
+
+    def release(
+        self, pool: ChildPool, generation: object, options: NegotiatedOptions, quit_nc: bool
+    ) -> None:
+        """The engine's ``ReuseChild``: park the connection in ``pool``, or, when the pool
+        does not take it (or the link is not in a state to hand on), QUIT and close."""
+        transport = self._transport
+        if self._done or transport is None:
+            return
+        quit_nc = quit_nc or bool(self._prefix)  # a kept one untouched still owes it
+        clean = not self._write_paused and not self._renegotiating
+        self._done = True
+        self._cancel_timers()
+        self._transport = None
+        self._let_go()
+        if not (clean and pool.keep(generation, self.index, transport, options, quit_nc)):
+            transport.write(QUIT)
+            transport.close()
+
+    def _retry(self) -> None:
+        """A kept connection was lost before its first reply: once, a fresh connection
+        negotiated with the kept offer takes its place (see ``_on_reply_received``)."""
+        assert self._kept is not None
+        self._retried = True
+        self._renegotiating = True
+        self._prefix = b""
+        self._decoder = Decoder(Direction.REPLIES, self._max_packet_size)
+        self._pending = [encode(self._kept.offer)]
+        self._start_connecting()
+
+    def _renegotiated(self, reply: m.Message) -> None:
+        kept = self._kept
+        assert kept is not None and self._transport is not None
+        self._renegotiating = False
+        if not kept.same_child(reply):  # type: ignore[arg-type]
+            self._fail(
+                "its kept connection was lost and a new one negotiated other options "
+                f"({type(reply).__name__}): the child changed while this session ran"
+            )
+            return
+        held = self._resent or []
+        if held:
+            self._transport.write(b"".join(held))
 
     def _let_go(self) -> None:
         # Nothing is reported after close or failure: drop the session's bound methods,
@@ -220,6 +301,11 @@ class ChildLink(asyncio.Protocol):
                 return
 
     def _on_reply_received(self, reply: m.Message) -> None:
+        if self._resent is not None:  # a kept connection's first reply of the session
+            if self._renegotiating:
+                self._renegotiated(reply)
+                return
+            self._resent = None
         awaiting = self._conversation.awaiting
         if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
             # still working on it: each sign of life resets the clock
@@ -231,6 +317,9 @@ class ChildLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if not self._done and self._resent is not None and not self._retried:
+            self._retry()
+            return
         if not self._done:
             detail = f": {exc}" if exc else ""
             self._fail(f"connection closed by the child{detail}")

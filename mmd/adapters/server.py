@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
+from mmd.adapters.child_pool import ChildPool
 from mmd.adapters.children import ChildLink
 from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRecord
 from mmd.adapters.spool import SpooledBody
@@ -36,10 +37,12 @@ from mmd.engine.outputs import (
     MtaDrain,
     MtaError,
     Output,
+    ReuseChild,
     SessionFinished,
     ToChild,
     ToMta,
 )
+from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.session import ChildSettings, Session, SessionSettings
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
@@ -96,12 +99,30 @@ class ServerState:
     # asyncio.get_running_loop() makes a getpid() system call in Python 3.11 (to spot a
     # fork): the sessions take the loop from here, set by the first one
     loop: asyncio.AbstractEventLoop | None = None
+    # child connections kept for reuse, of the current generation (install)
+    pool: ChildPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = _pool_for(self.generation)
+
+    def install(self, generation: Generation) -> None:
+        """New sessions take ``generation``; connections kept under the old one are closed
+        (they were negotiated for, and belong to, a configuration no longer in force)."""
+        self.generation = generation
+        self.pool.close()
+        self.pool = _pool_for(generation)
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         loop = self.loop
         if loop is None:
             loop = self.loop = asyncio.get_running_loop()
         return loop
+
+
+def _pool_for(generation: Generation) -> ChildPool:
+    manager = generation.manager
+    kept = manager.child_connections_kept if manager.reuse_child_connections else 0
+    return ChildPool(generation, kept, manager.child_connection_idle_timeout)
 
 
 # packets without data, encoded once: the replies and commands sent most often
@@ -163,11 +184,14 @@ class MtaProtocol(asyncio.Protocol):
         state.idle.clear()
         state.connections.add(self)
         facts = SessionFacts(active_sessions=state.active)
+        self._generation = generation
+        reuse = manager.reuse_child_connections and manager.child_connections_kept > 0
         self._session = Session(
             generation.children,
             generation.session_settings,
             body_factory=lambda: SpooledBody(limit),
             facts=facts,
+            links=self._kept_link if reuse else None,
         )
         self._links = [
             ChildLink(
@@ -314,6 +338,14 @@ class MtaProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------ children
 
+    def _kept_link(self, index: int, offer: m.Negotiate) -> NegotiatedOptions | None:
+        """The engine's link source: a kept connection for child ``index``, if any."""
+        parked = self._state.pool.take(self._generation, index, offer)
+        if parked is None:
+            return None
+        self._links[index].adopt(parked)
+        return parked.options
+
     def _child_reply(self, index: int, reply: m.ReplyMessage) -> None:
         self._carry_out(self._session.from_child(index, reply))
         if self._reading_paused:
@@ -385,6 +417,11 @@ class MtaProtocol(asyncio.Protocol):
                 kind = type(action)
                 if kind is CloseChild:
                     links[action.index].close()  # type: ignore[union-attr]
+                elif kind is ReuseChild:
+                    assert isinstance(action, ReuseChild)
+                    links[action.index].release(
+                        self._state.pool, self._generation, action.options, action.quit_nc
+                    )
                 elif kind is Drain:
                     links[action.index].when_drained(self._child_drained)  # type: ignore[union-attr]
                 elif kind is MtaDrain:

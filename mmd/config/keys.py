@@ -154,6 +154,12 @@ MANAGER_KEYS = _table(
         "Seconds an MTA connection may stay silent while mmd waits for it."),
     Key("follow_systemd", "bool", to_bool,
         "Apply milters enabled, disabled, started or stopped in systemd without a reload."),
+    Key("reuse_child_connections", "bool", to_bool,
+        "Keep child connections for later sessions (QUIT_NC) instead of connecting anew."),
+    Key("child_connections_kept", "int", to_int(0),
+        "Idle child connections kept per child for reuse (0: none)."),
+    Key("child_connection_idle_timeout", "float", to_seconds,
+        "Seconds a kept child connection may stay idle before mmd closes it."),
 )
 
 MILTER_KEYS = _table(

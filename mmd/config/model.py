@@ -77,6 +77,12 @@ class ManagerConfig:
     mta_idle_timeout: float = 7210.0
     # re-run detection when systemd reports a catalogued milter's unit changed (no reload)
     follow_systemd: bool = True
+    # keep child connections across MTA connections (QUIT_NC, milter protocol 6): no
+    # connect and no OPTNEG per child and session (mmd.engine.reuse, adapters/child_pool.py)
+    reuse_child_connections: bool = True
+    # idle kept connections per child, and how long one may stay idle before it is closed
+    child_connections_kept: int = 16
+    child_connection_idle_timeout: float = 60.0
     origins: dict[str, Origin] = field(default_factory=dict)
 
     def origin(self, key: str) -> Origin:

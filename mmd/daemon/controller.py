@@ -172,7 +172,7 @@ class Controller:
         self._generation_number = loaded.generation.number
         self._config = loaded.config
         self._files_read = loaded.files  # which files this load used, for the live updates
-        self.server.generation = loaded.generation
+        self.server.install(loaded.generation)
 
     def _follow_activity(self, config: Configuration) -> set[str]:
         """After each load: one journal line (and MilterStateChanged) per milter that became
