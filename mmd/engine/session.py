@@ -353,9 +353,13 @@ class Session:
         expect_reply: bool = False,
     ) -> None:
         self._out.append(ToChild(child.index, message, expect_reply, stage))
-        # libmilter takes any command but QUIT_NC out of a state a CONNECT may follow,
-        # until its answer says otherwise (ChildConversation.answer)
-        child.rest = Rest.UNTOUCHED if type(message) is m.QuitNewConnection else Rest.BUSY
+        # libmilter takes any command out of a state a CONNECT may follow, until its answer
+        # says otherwise (ChildConversation.answer); QUIT_NC leads back only where it is
+        # honoured (anywhere else libmilter falls back to HELO: mmd.engine.reuse)
+        if type(message) is m.QuitNewConnection and child.rest is Rest.ANSWERED:
+            child.rest = Rest.UNTOUCHED
+        else:
+            child.rest = Rest.BUSY
         if expect_reply:
             child.awaiting = stage
 
@@ -783,7 +787,9 @@ class Session:
 
     def _quit_new_connection(self) -> None:
         for child in self.conversations:
-            if not child.failed:
+            # a child untouched since OPTNEG (or the last QUIT_NC) takes CONNECT as it is;
+            # QUIT_NC would move libmilter to its HELO state, where CONNECT is ignored
+            if not child.failed and child.rest is not Rest.UNTOUCHED:
                 self._send(child, m.QuitNewConnection(), Stage.QUIT)
         self._finish_session(self._session_status)
         for child in self.conversations:

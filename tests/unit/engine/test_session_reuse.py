@@ -251,3 +251,38 @@ def test_outcome_is_the_same_with_reuse_on_and_off() -> None:
         full_message(driver, 2, m.Continue())
     assert to_mta(plain.log) == to_mta(pooled.log)
     assert [a for a in plain.log if not isinstance(a, ReuseChild)] == pooled.log
+
+
+# ---------------------------------------------------------------- QUIT_NC from the MTA
+
+
+def test_mta_quit_nc_is_not_sent_to_an_untouched_child() -> None:
+    driver, _, _ = start(["a"])
+    driver.child(0, answer())
+    out = driver.mta(m.QuitNewConnection())
+    assert commands(out, 0) == []  # libmilter would fall back to HELO and ignore CONNECT
+    assert commands(driver.mta(CONNECT), 0) == [CONNECT]
+
+
+def test_quit_nc_where_libmilter_ignores_it_leaves_the_connection_busy() -> None:
+    driver, _, _ = start(["a"])
+    driver.child(0, answer())
+    driver.mta(CONNECT)
+    driver.child(0, m.Continue())
+    out = driver.mta(m.QuitNewConnection())
+    assert commands(out, 0) == [m.QuitNewConnection()]  # as before: no other way on
+    assert driver.session.conversations[0].rest is Rest.BUSY
+    driver.mta(CONNECT)
+    driver.child(0, m.Continue())
+    out = driver.mta(m.Quit())
+    assert reuses(out) == {}  # never handed on from a state libmilter could not leave
+
+
+def test_quit_nc_after_a_message_then_quit_reuses() -> None:
+    driver, _, _ = start(["a"])
+    driver.child(0, answer())
+    full_message(driver, 1, m.Continue())
+    out = driver.mta(m.QuitNewConnection())
+    assert commands(out, 0) == [m.QuitNewConnection()]
+    out = driver.mta(m.Quit())
+    assert reuses(out)[0].quit_nc is False
