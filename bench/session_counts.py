@@ -36,7 +36,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from sessions import CpuMeter, Processes, journal_possible, run_load  # this folder
+from sessions import (  # this folder
+    CpuMeter,
+    Processes,
+    journal_possible,
+    manager_lines,
+    run_load,
+)
 
 # Runs as mmd's __main__: installs the counters, then runs mmd.cli.manager as usual and
 # writes the counters to argv[1] when mmd stops (SIGTERM).
@@ -185,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="load time per pass (default 6)")
     parser.add_argument("--concurrency", type=int, default=10, help="session loops (default 10)")
+    parser.add_argument("--manager", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [manager] setting for mmd, VALUE in TOML (repeatable)")
     parser.add_argument("--no-strace", dest="strace", action="store_false",
                         help="skip the second pass (system calls under strace)")
     args = parser.parse_args(argv)
@@ -194,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="mmd-counts-", dir="/var/tmp"))
     procs = Processes(folder, str(folder / "mmd.log"))
     procs.journal = True
+    procs.manager_settings = manager_lines(args.manager)
     counts_path = str(folder / "counts.json")
     trace_path = str(folder / "strace.txt") if args.strace and shutil.which("strace") else ""
     try:

@@ -534,6 +534,7 @@ class Processes:
         self.child_paths = [str(folder / f"child{n}.sock") for n in range(1, CHILDREN + 1)]
         self.mmd_path = str(folder / "mmd.sock")
         self.mmd_nice = 0
+        self.manager_settings: list[str] = []  # extra [manager] lines, KEY = TOML value
         self.journal = False  # mmd logs to a private journald rather than to log_path
         self.journald_pid = folder / "journald.pid"
         self.journal_dir = folder / "journal"  # journald's files, readable from outside
@@ -566,7 +567,8 @@ class Processes:
         mmd.cli.manager itself, the file it writes), ``profile_to`` the cProfile one."""
         config = self.folder / "config"
         config.mkdir(exist_ok=True)
-        lines = ["[manager]", f'connection_spec = "unix:{self.mmd_path}"', ""]
+        lines = ["[manager]", f'connection_spec = "unix:{self.mmd_path}"',
+                 *self.manager_settings, ""]
         for n, path in enumerate(self.child_paths, 1):
             lines += ["[[milter]]", f'name = "child{n}"', f'connection_spec = "unix:{path}"', ""]
         (config / "milter-manager.toml").write_text("\n".join(lines))
@@ -888,8 +890,20 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mmd-nice", type=int, default=0, metavar="N",
                         help="run mmd at this nice value (an experiment: how much of the gap "
                              "is CPU scheduling between mmd and the children; default 0)")
+    parser.add_argument("--manager", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [manager] setting for mmd, VALUE in TOML (repeatable; e.g. "
+                             "reuse_child_connections=false for the before of a pair)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's folder")
     return parser.parse_args(argv)
+
+
+def manager_lines(settings: Sequence[str]) -> list[str]:
+    """``KEY=VALUE`` arguments as [manager] lines (the value is TOML: true, 16, "text")."""
+    lines = []
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        lines.append(f"{key.strip()} = {value.strip()}")
+    return lines
 
 
 def _numbers(text: str) -> list[int]:
@@ -906,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = args.log or str(folder / "mmd.log")
     procs = Processes(folder, log_path)
     procs.mmd_nice = args.mmd_nice
+    procs.manager_settings = manager_lines(args.manager)
     if args.log_to == "journal" and not journal_possible():
         print(f"--log-to journal needs root, unshare and {JOURNALD}", file=sys.stderr)
         return 2
