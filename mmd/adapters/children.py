@@ -178,6 +178,10 @@ class ChildLink(asyncio.Protocol):
         self._retried = True
         self._renegotiating = True
         self._prefix = b""
+        self._write_paused = False  # the lost transport's state
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         self._decoder = Decoder(Direction.REPLIES, self._max_packet_size)
         self._pending = [encode(self._kept.offer)]
         self._start_connecting()

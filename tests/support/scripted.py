@@ -108,6 +108,19 @@ class ScriptedMilters:
         child.wait_for_unix_socket(socket_path, 15)
         return f"unix:{socket_path}", recorder
 
+    def restart(self, spec: str) -> None:
+        """Kill the child serving ``spec`` and start it again on the same socket (a child
+        restarted by its service manager); its recorder goes on in the same file."""
+        path = spec.removeprefix("unix:")
+        (old,) = [c for c in self.children if f"unix:{path}" in c.argv]
+        old.process.kill()
+        old.process.wait(10)
+        self.children.remove(old)
+        Path(path).unlink(missing_ok=True)
+        child = Daemon(old.name, old.argv, old.log)
+        self.children.append(child)
+        child.wait_for_unix_socket(Path(path), 15)
+
     def stop_all(self) -> None:
         for child in self.children:
             # a test child holds nothing worth a graceful stop (libmilter takes seconds)

@@ -156,6 +156,7 @@ def test_one_connection_serves_every_session(tmp_path: Path) -> None:
         assert child.commands.count("QuitNewConnection") == 2  # before the 2nd and 3rd
         assert "Quit" not in child.commands
         assert state.pool.idle(0) == 1
+        assert (state.pool.kept, state.pool.taken, state.pool.dropped) == (3, 2, 0)
 
     asyncio.run(with_world(tmp_path, child, run))
 
