@@ -29,6 +29,9 @@ QUIT = encode(m.Quit())
 QUIT_NC = encode(m.QuitNewConnection())
 
 
+_CLOSED = object()  # the generation of a closed pool: no session's
+
+
 class ParkedLink(asyncio.Protocol):
     """One kept connection while no session uses it."""
 
@@ -141,7 +144,9 @@ class ChildPool:
             self.dropped += 1
 
     def close(self) -> None:
-        """Close every parked connection (a new generation, or the daemon stops)."""
+        """Close every parked connection (a new generation, or the daemon stops); none is
+        taken or kept after."""
+        self._generation = _CLOSED
         for parked in list(self._idle.values()):
             for link in list(parked):
                 self.drop(link)

@@ -221,6 +221,7 @@ class Daemon:
                 )
                 for connection in list(state.connections):
                     connection.close_mta()
+        state.pool.close()  # kept child connections: QUIT, and nothing kept from now on
         if self._follower is not None:
             self._follower.close()
         if self._link is not None:
