@@ -51,6 +51,11 @@ Rules (reference-behaviour.md §2–§3), all in this file unless named:
   not ask for at negotiation (its actions; judged by its ``ChildConversation``)
   is a protocol violation that fails it, and a child that fails gets none of
   that message's changes through.
+* Connection reuse (mmd.engine.reuse), when the adapter offers a link source: a
+  child whose connection was kept from an earlier MTA connection gets no OPTNEG
+  (its first answer holds and is merged as if given now); at the end, a child
+  standing where libmilter takes a new CONNECT is handed on (``ReuseChild``)
+  instead of QUIT. The outcome for the mail is the same with reuse on or off.
 * The MTA breaking the protocol (a second OPTNEG, version 0 or 1, a command
   before OPTNEG) ends the session at once: ``MtaError(fatal=True)``. A body the
   store cannot keep (a full disk) gives the message a temporary failure.
