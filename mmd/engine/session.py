@@ -332,6 +332,7 @@ class Session:
                 self._out.append(CloseChild(child.index))
         self.transaction.close()
         self._answer = None
+        self._links = None  # the adapter's bound method: no cycle left for the GC
         if done:
             self._finish_session(Verdict.ACCEPT)
         else:
@@ -775,6 +776,7 @@ class Session:
                 self._out.append(CloseChild(child.index))
         self.transaction.close()
         self._answer = None
+        self._links = None  # the adapter's bound method: no cycle left for the GC
         self._finish_session(self._session_status)
         self._move(Trigger.CLOSE)
 

@@ -3,6 +3,8 @@ session, with which options, and which packet they get last (mmd.engine.reuse)."
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
 from mmd.engine.outputs import Output, ReuseChild
@@ -286,3 +288,17 @@ def test_quit_nc_after_a_message_then_quit_reuses() -> None:
     assert commands(out, 0) == [m.QuitNewConnection()]
     out = driver.mta(m.Quit())
     assert reuses(out)[0].quit_nc is False
+
+
+def test_finished_session_lets_go_of_the_link_source() -> None:
+    # the adapter's source is a bound method of the object that holds the session: kept
+    # after the end, the pair would be garbage only the cyclic collector frees
+    source = Kept({})
+    held = weakref.ref(source)
+    driver = Driver(Session([ChildSettings("a")], links=source))
+    del source
+    driver.mta(MTA_OFFER)
+    driver.child(0, answer())
+    assert held() is not None
+    driver.mta(m.Quit())
+    assert held() is None
