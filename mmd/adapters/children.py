@@ -37,6 +37,10 @@ from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 
 _parsed_spec = functools.lru_cache(maxsize=64)(parse_connection_spec)
+# what a kept connection keeps of what it was sent until its first reply, to send it again
+# on a fresh connection (retry): the envelope and a body chunk or so; a child that answers
+# nothing before end-of-message would otherwise have the whole body held here
+_RESEND_LIMIT = 128 * 1024
 
 ReplyHandler = Callable[[int, m.ReplyMessage], None]
 FailureHandler = Callable[[int, str], None]
@@ -81,6 +85,7 @@ class ChildLink(asyncio.Protocol):
         self._kept: NegotiatedOptions | None = None
         self._prefix = b""
         self._resent: list[bytes] | None = None
+        self._resent_size = 0
         self._renegotiating = False
         self._retried = False
         self._max_packet_size = max_packet_size
@@ -92,8 +97,17 @@ class ChildLink(asyncio.Protocol):
         if self._done:
             return
         transport = self._transport
-        if self._resent is not None:  # a kept connection that has not answered yet
-            self._resent.append(data)
+        resent = self._resent
+        if resent is not None:  # a kept connection that has not answered yet
+            self._resent_size += len(data)
+            if self._resent_size <= _RESEND_LIMIT:
+                resent.append(data)
+            elif self._renegotiating:
+                self._fail("its kept connection was lost, and more was sent than a new one "
+                           "can be given again")
+                return
+            else:
+                self._resent = None  # too much to send again: a loss from here is a failure
             if self._renegotiating:
                 transport = None  # held until the fresh connection's OPTNEG answer
             elif self._prefix:

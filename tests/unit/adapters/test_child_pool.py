@@ -9,12 +9,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mmd.adapters.child_pool import ChildPool, ParkedLink
+from mmd.adapters.children import ChildLink
 from mmd.adapters.server import Generation, MtaProtocol, ServerState
 from mmd.config.model import ManagerConfig, MilterConfig
+from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.session import ChildSettings, SessionSettings
+from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Family, Step
+from tests.support.transport import RecordingTransport
 from tests.unit.adapters.test_server_headers import Recorder
 
 MTA_OFFER = m.Negotiate(6, ALL_ACTIONS, ALL_STEPS)
@@ -261,3 +266,46 @@ def test_pool_keeps_no_more_than_its_bound(tmp_path: Path) -> None:
         assert child.commands.count("Quit") == 2
 
     asyncio.run(with_world(tmp_path, child, run, child_connections_kept=2))
+
+
+class SettableTransport(RecordingTransport):
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def kept_link_after(sent: int) -> tuple[list[str], list[bytes]]:
+    """A link on a kept connection sends ``sent`` bytes unanswered, then loses it: what
+    it reports, and what it wrote."""
+    failures: list[str] = []
+    config = MilterConfig("fake", "unix:/nonexistent/child.sock")
+    link = ChildLink(0, config, lambda i, r: None, lambda i, why: failures.append(why), 1 << 20)
+    transport = SettableTransport()
+    pool = ChildPool(None, 1, 60.0)
+    options = NegotiatedOptions(MTA_OFFER, m.Negotiate(6, ALL_ACTIONS, Step(0)))
+    link.adopt(ParkedLink(pool, 0, transport, options, True, 0.0))
+    chunk = encode(m.Body(b"x" * 60000))
+    for _ in range(sent // len(chunk)):
+        link.send(chunk, False, Stage.BODY)
+    link.connection_lost(None)
+    link.close()
+    return failures, transport.written
+
+
+async def lost_after_a_big_body() -> None:
+    failures, written = kept_link_after(300_000)
+    # the resend store stops at its limit: the body is not held, and the loss is a failure
+    assert failures == ["connection closed by the child"]
+    assert written[0].startswith(encode(m.QuitNewConnection()))
+
+
+async def lost_after_little() -> None:
+    failures, _ = kept_link_after(120_000)
+    assert failures == []  # retried on a fresh connection (closed here by the session)
+
+
+def test_kept_connection_holds_no_more_than_its_resend_limit() -> None:
+    asyncio.run(lost_after_a_big_body())
+    asyncio.run(lost_after_little())
