@@ -27,21 +27,23 @@ from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRe
 from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
-from mmd.engine.applicability import SessionFacts
-from mmd.engine.outputs import (
+from mmd.engine import (
     ChildFinished,
+    ChildSettings,
     CloseChild,
     ConditionSkipped,
     Drain,
     MtaDrain,
     MtaError,
     Output,
+    Session,
+    SessionFacts,
     SessionFinished,
+    SessionSettings,
+    Stage,
     ToChild,
     ToMta,
 )
-from mmd.engine.session import ChildSettings, Session, SessionSettings
-from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 

@@ -67,7 +67,6 @@ from mmd.engine.conversation import ChildConversation, ChildProtocolError, Child
 from mmd.engine.message import BodyStore, HeaderError, MemoryBody
 from mmd.engine.negotiation import merge_answers, offer_to_children
 from mmd.engine.outputs import (
-    ChildFinished,
     CloseChild,
     ConditionSkipped,
     Drain,
@@ -85,22 +84,7 @@ from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
 from mmd.protocol import messages as m
 from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
 
-__all__ = [
-    "ChildFinished",
-    "ChildSettings",
-    "CloseChild",
-    "ConditionSkipped",
-    "Drain",
-    "MtaDrain",
-    "MtaError",
-    "Output",
-    "Phase",
-    "Session",
-    "SessionFinished",
-    "SessionSettings",
-    "ToChild",
-    "ToMta",
-]
+__all__ = ["Session", "SessionSettings"]
 
 
 @dataclass(frozen=True, slots=True)
