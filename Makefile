@@ -51,6 +51,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test: venv
+	./scripts/reachable-checkout
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: venv
