@@ -55,6 +55,7 @@ test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: venv
+	./scripts/reachable-checkout
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 check: deps venv lint test
