@@ -51,9 +51,11 @@ lint: venv
 	$(VENV)/bin/mypy
 
 test: venv
+	./scripts/reachable-checkout
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: venv
+	./scripts/reachable-checkout
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
 
 check: deps venv lint test

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from mmd.engine.reuse import NegotiatedOptions
+from mmd.engine import NegotiatedOptions
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
 

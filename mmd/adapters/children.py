@@ -30,8 +30,8 @@ from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
 from mmd.detection.access import explain_refusal
+from mmd.engine import NegotiatedOptions
 from mmd.engine.conversation import ChildConversation, ChildSettings
-from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode

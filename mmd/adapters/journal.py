@@ -120,12 +120,19 @@ class JournalHandler(logging.Handler):
         return self.format(record)
 
     def journal_fields(self, record: logging.LogRecord) -> dict[str, str]:
-        fields = structured_fields(record)
-        fields["MESSAGE"] = self.message(record)
-        fields["PRIORITY"] = _priority_text(record.levelno)
+        return self._stamped(
+            structured_fields(record), record.name, record.levelno, self.message(record)
+        )
+
+    def _stamped(
+        self, fields: dict[str, str], logger: str, levelno: int, message: str
+    ) -> dict[str, str]:
+        """``fields`` with the handler's own: the one place both send paths take them from."""
+        fields["MESSAGE"] = message
+        fields["PRIORITY"] = _priority_text(levelno)
         fields["SYSLOG_IDENTIFIER"] = self.identifier
         fields["SYSLOG_FACILITY"] = FACILITY_TEXT
-        fields["LOGGER"] = record.name
+        fields["LOGGER"] = logger
         return fields
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -138,12 +145,7 @@ class JournalHandler(logging.Handler):
         """The entry ``emit`` would send for a record, from valid field names and string
         values (``mmd.journal_schema``'s), without a LogRecord. Adds the handler's own fields
         to ``fields``; raises what cysystemd raises."""
-        fields["MESSAGE"] = message
-        fields["PRIORITY"] = _priority_text(levelno)
-        fields["SYSLOG_IDENTIFIER"] = self.identifier
-        fields["SYSLOG_FACILITY"] = FACILITY_TEXT
-        fields["LOGGER"] = logger
-        _journal.send(**fields)
+        _journal.send(**self._stamped(fields, logger, levelno, message))
 
 
 def sole_journal(logger: logging.Logger, levelno: int) -> JournalHandler | None:

@@ -28,23 +28,25 @@ from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRe
 from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
 from mmd.config.model import ManagerConfig, MilterConfig
-from mmd.engine.applicability import SessionFacts
-from mmd.engine.outputs import (
+from mmd.engine import (
     ChildFinished,
+    ChildSettings,
     CloseChild,
     ConditionSkipped,
     Drain,
     MtaDrain,
     MtaError,
+    NegotiatedOptions,
     Output,
     ReuseChild,
+    Session,
+    SessionFacts,
     SessionFinished,
+    SessionSettings,
+    Stage,
     ToChild,
     ToMta,
 )
-from mmd.engine.reuse import NegotiatedOptions
-from mmd.engine.session import ChildSettings, Session, SessionSettings
-from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, ProtocolError, encode
 

@@ -23,7 +23,7 @@ from mmd.daemon import live
 from mmd.daemon.status_map import STATUS_VERDICTS
 from mmd.detection import activity
 from mmd.detection.model import DetectedMilter
-from mmd.engine.session import ChildSettings, SessionSettings
+from mmd.engine import ChildSettings, SessionSettings
 from mmd.engine.stages import Stage
 from mmd.journal_schema import Event, Field, extra
 from mmd.protocol.constants import MacroStage

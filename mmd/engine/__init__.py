@@ -15,12 +15,14 @@ from mmd.engine.outputs import (
     MtaDrain,
     MtaError,
     Output,
+    ReuseChild,
     SessionFinished,
     ToChild,
     ToMta,
 )
 from mmd.engine.phases import Phase, PhaseError, Trigger
-from mmd.engine.session import Session, SessionSettings
+from mmd.engine.reuse import NegotiatedOptions
+from mmd.engine.session import LinkSource, Session, SessionSettings
 from mmd.engine.stages import Stage
 from mmd.engine.transaction import Transaction
 from mmd.engine.verdict import Verdict
@@ -38,12 +40,15 @@ __all__ = [
     "Drain",
     "HeaderError",
     "Left",
+    "LinkSource",
     "MemoryBody",
     "MtaDrain",
     "MtaError",
+    "NegotiatedOptions",
     "Output",
     "Phase",
     "PhaseError",
+    "ReuseChild",
     "Session",
     "SessionFacts",
     "SessionFinished",

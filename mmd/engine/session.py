@@ -72,7 +72,6 @@ from mmd.engine.conversation import ChildConversation, ChildProtocolError, Child
 from mmd.engine.message import BodyStore, HeaderError, MemoryBody
 from mmd.engine.negotiation import merge_answers, offer_to_children
 from mmd.engine.outputs import (
-    ChildFinished,
     CloseChild,
     ConditionSkipped,
     Drain,
@@ -92,24 +91,7 @@ from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
 from mmd.protocol import messages as m
 from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
 
-__all__ = [
-    "ChildFinished",
-    "ChildSettings",
-    "CloseChild",
-    "ConditionSkipped",
-    "Drain",
-    "LinkSource",
-    "MtaDrain",
-    "MtaError",
-    "Output",
-    "Phase",
-    "ReuseChild",
-    "Session",
-    "SessionFinished",
-    "SessionSettings",
-    "ToChild",
-    "ToMta",
-]
+__all__ = ["LinkSource", "Session", "SessionSettings"]
 
 
 @dataclass(frozen=True, slots=True)

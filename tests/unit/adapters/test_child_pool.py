@@ -13,8 +13,8 @@ from mmd.adapters.child_pool import ChildPool, ParkedLink
 from mmd.adapters.children import ChildLink
 from mmd.adapters.server import Generation, MtaProtocol, ServerState
 from mmd.config.model import ManagerConfig, MilterConfig
+from mmd.engine import ChildSettings, SessionSettings
 from mmd.engine.reuse import NegotiatedOptions
-from mmd.engine.session import ChildSettings, SessionSettings
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.codec import Decoder, Direction, encode

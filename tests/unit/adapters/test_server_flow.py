@@ -7,7 +7,7 @@ import asyncio
 
 from mmd.adapters.server import Generation, MtaProtocol, ServerState
 from mmd.config.model import ManagerConfig
-from mmd.engine.session import SessionSettings
+from mmd.engine import SessionSettings
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS

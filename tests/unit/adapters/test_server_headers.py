@@ -18,8 +18,8 @@ from mmd.adapters.server import (
 from mmd.adapters.session_records import ChildVerdictRecord, SessionRecord
 from mmd.config.model import ManagerConfig
 from mmd.daemon.records import Counters, JournalRecorder
+from mmd.engine import ConditionSkipped, SessionSettings, ToMta
 from mmd.engine.applicability import SessionFacts
-from mmd.engine.session import ConditionSkipped, SessionSettings, ToMta
 from mmd.protocol import messages as m
 from mmd.protocol.codec import encode
 from tests.support.transport import RecordingTransport

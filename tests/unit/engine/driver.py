@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mmd.engine.session import (
+from mmd.engine import (
     ChildFinished,
     ChildSettings,
     CloseChild,

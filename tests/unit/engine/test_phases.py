@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mmd.engine import ChildSettings, Session
 from mmd.engine.phases import TRANSITIONS, Phase, PhaseError, Trigger, next_phase
-from mmd.engine.session import ChildSettings, Session
 from mmd.protocol import messages as m
 from tests.unit.engine.driver import CONNECT, MTA_OFFER, answer
 

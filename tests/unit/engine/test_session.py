@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmd.engine.applicability import Decision, SessionFacts
-from mmd.engine.session import (
+from mmd.engine import (
     ChildSettings,
     ConditionSkipped,
     Output,
@@ -13,6 +12,7 @@ from mmd.engine.session import (
     SessionSettings,
     ToChild,
 )
+from mmd.engine.applicability import Decision, SessionFacts
 from mmd.engine.stages import Stage
 from mmd.engine.verdict import Verdict
 from mmd.protocol import messages as m

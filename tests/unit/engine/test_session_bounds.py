@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mmd.engine.message import MemoryBody
-from mmd.engine.session import (
+from mmd.engine import (
     ChildSettings,
     Drain,
     MtaDrain,
@@ -19,6 +18,7 @@ from mmd.engine.session import (
     SessionSettings,
     ToChild,
 )
+from mmd.engine.message import MemoryBody
 from mmd.engine.stages import Stage
 from mmd.engine.verdict import Verdict
 from mmd.protocol import messages as m

@@ -6,7 +6,7 @@ protocol (seen only by the engine) is logged like a timeout or a closed socket.
 
 from __future__ import annotations
 
-from mmd.engine.session import ChildSettings
+from mmd.engine import ChildSettings
 from mmd.protocol import messages as m
 from tests.unit.engine.driver import CONNECT, Driver, finished
 

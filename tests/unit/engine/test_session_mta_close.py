@@ -6,8 +6,8 @@ helo) without sending QUIT; that must not count as an SMTP client that went away
 
 from __future__ import annotations
 
+from mmd.engine import ChildSettings
 from mmd.engine.applicability import Decision, SessionFacts
-from mmd.engine.session import ChildSettings
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from tests.unit.engine.driver import CONNECT, Driver, session_end, to_mta

@@ -7,9 +7,9 @@ import weakref
 
 import pytest
 
+from mmd.engine import ChildSettings, Session
 from mmd.engine.outputs import Output, ReuseChild
 from mmd.engine.reuse import NegotiatedOptions, Rest, rest_after_answer, reusable
-from mmd.engine.session import ChildSettings, Session
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 from mmd.protocol.constants import ALL_ACTIONS, ALL_STEPS, Step

@@ -17,24 +17,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmd.protocol.codec import (
-    Decoder,
-    Direction,
-    EncodeError,
-    MalformedPacket,
-    PacketTooLarge,
-    ProtocolError,
-    encode,
-    encode_many,
-)
-from mmd.protocol.constants import (
+from mmd.protocol import (
     ALL_ACTIONS,
     ALL_STEPS,
     DEFAULT_MAX_PACKET_SIZE,
     Action,
+    Decoder,
+    Direction,
+    EncodeError,
     Family,
     MacroStage,
+    MalformedPacket,
+    PacketTooLarge,
+    ProtocolError,
     Step,
+    encode,
+    encode_many,
 )
 from mmd.protocol.messages import (
     Abort,
