@@ -170,6 +170,8 @@ MILTER_KEYS = _table(
     Key("fallback_status", "status", to_status, "This child's verdict when it fails."),
     Key("evaluation_mode", "bool", to_bool,
         "Ask the child but ignore its rejecting verdicts and its changes."),
+    Key("reuse_connection", "bool", to_bool,
+        "false: a new connection to this child for every session (no QUIT_NC)."),
     Key("applicable_conditions", "names", to_names,
         "Conditions that decide per session whether the child is applied."),
     *_timeouts(

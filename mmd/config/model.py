@@ -43,6 +43,9 @@ class MilterConfig:
     enabled: bool = True
     fallback_status: Status = Status.ACCEPT
     evaluation_mode: bool = False
+    # false: no connection to this child is kept between sessions (for a child that does
+    # not honour QUIT_NC the way libmilter does), whatever [manager] says
+    reuse_connection: bool = True
     applicable_conditions: list[str] = field(default_factory=list)
     connection_timeout: float = 297.0
     writing_timeout: float = 7.0

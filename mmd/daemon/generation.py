@@ -135,6 +135,7 @@ def build_generation(config: Configuration, number: int) -> Generation:
                 milter.name,
                 fallback=STATUS_VERDICTS[milter.fallback_status],
                 evaluation_mode=milter.evaluation_mode,
+                reuse=milter.reuse_connection,
                 conditions=tuple(conditions),
             )
         )

@@ -39,6 +39,7 @@ class ChildSettings:
     fallback: Verdict = Verdict.ACCEPT
     evaluation_mode: bool = False
     conditions: tuple[ChildCondition, ...] = ()
+    reuse: bool = True  # its connection may serve later sessions (mmd.engine.reuse)
 
 
 class Left(enum.Enum):

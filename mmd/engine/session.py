@@ -411,7 +411,11 @@ class Session:
         for child in self.conversations:
             if child.failed:
                 continue
-            kept = links(child.index, child_offer) if links is not None else None
+            kept = (
+                links(child.index, child_offer)
+                if links is not None and child.settings.reuse
+                else None
+            )
             if kept is not None:
                 # a kept connection: libmilter holds to its first OPTNEG, asked no more
                 child.resume(kept, int(offer.actions))
@@ -426,7 +430,7 @@ class Session:
         assert self._offer is not None
         child.negotiated(reply, int(self._offer.actions))
         assert isinstance(reply, m.Negotiate)
-        if self._links is not None and self._child_offer is not None:
+        if self._links is not None and self._child_offer is not None and child.settings.reuse:
             child.options = reusable(self._child_offer, reply)
         self._answers.append(reply)
         self._waiting -= 1

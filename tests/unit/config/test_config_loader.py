@@ -15,6 +15,7 @@ from mmd.config.model import (
     MilterConfig,
     Status,
 )
+from mmd.daemon.generation import build_generation
 from mmd.detection.model import DetectedMilter
 from tests.support.detected import OPENDKIM, detected_milter
 
@@ -185,6 +186,16 @@ def test_later_file_changes_a_configured_milter_without_connection_spec(tmp_path
     [milter] = config.milters
     assert milter.evaluation_mode is True
     assert milter.connection_spec == "inet:2000"
+
+
+def test_reuse_connection_opts_one_child_out(tmp_path: Path) -> None:
+    config = load(tmp_path, {
+        "milter-manager.toml": '[[milter]]\nname = "a"\nconnection_spec = "inet:2000"\n'
+        'reuse_connection = false\n[[milter]]\nname = "b"\nconnection_spec = "inet:2001"\n',
+    })
+    assert [m.reuse_connection for m in config.milters] == [False, True]
+    children = build_generation(config, 1).children
+    assert [(c.name, c.reuse) for c in children] == [("a", False), ("b", True)]
 
 
 def test_new_milters_keep_file_order(tmp_path: Path) -> None:

@@ -134,6 +134,26 @@ def test_options_are_kept_only_when_reuse_is_on() -> None:
     assert driver.session.conversations[0].options == NegotiatedOptions(CHILD_OFFER, answer())
 
 
+def test_child_opted_out_is_neither_taken_nor_kept() -> None:
+    """``reuse_connection = false``: a fresh OPTNEG and QUIT, even with reuse on and a
+    kept connection on offer."""
+    kept = NegotiatedOptions(CHILD_OFFER, answer())
+    source = Kept({0: kept, 1: kept})
+    settings = [ChildSettings("a", reuse=False), ChildSettings("b")]
+    driver = Driver(Session(settings, links=source))
+    out = driver.mta(MTA_OFFER)
+    assert source.asked == [(1, CHILD_OFFER)]
+    assert to_child(out, 0) == [CHILD_OFFER]
+    assert to_child(out, 1) == []
+    driver.child(0, answer())
+    assert driver.session.conversations[0].options is None
+    full_message(driver, 2, m.Continue())
+    out = driver.mta(m.Quit())
+    assert set(reuses(out)) == {1}
+    assert closed(out) == {0}
+    assert commands(out, 0) == [m.Quit()]
+
+
 # ---------------------------------------------------------------- the end of a session
 
 
