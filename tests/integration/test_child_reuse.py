@@ -76,6 +76,21 @@ def test_reuse_off_connects_for_every_session(
     assert connections(events) == SESSIONS
 
 
+def test_one_child_opted_out_connects_for_every_session(
+    children: ScriptedMilters, mmd_daemon: MmdDaemonFactory
+) -> None:
+    kept_spec, kept_events = children.start(**HEADER_CHILD)
+    fresh_spec, fresh_events = children.start()
+    daemon = mmd_daemon(milters=[child("kept", kept_spec),
+                                 {**child("fresh", fresh_spec), "reuse_connection": False}])
+    for number in range(1, SESSIONS + 1):
+        run = session(daemon, number)
+        assert "+ X-Reuse-Test: seen" in run.stdout.splitlines(), run
+    assert connections(kept_events) == 1, kept_events.names()
+    assert connections(fresh_events) == SESSIONS, fresh_events.names()
+    assert fresh_events.names().count("connect") == SESSIONS
+
+
 def test_verdicts_and_changes_are_the_same_with_reuse_on_and_off(
     children: ScriptedMilters, mmd_daemon: MmdDaemonFactory
 ) -> None:
