@@ -8,6 +8,9 @@ Modes, each against 127.0.0.1:25:
   then a whole message in the same SMTP connection.
 * ``quit-mid-data``: MAIL, RCPT, DATA, a message with a header ``X-Half: yes``, then the
   client closes its socket without the final dot.
+* ``two-messages NAME ADDRESS BODY``: XCLIENT (the client becomes NAME at ADDRESS), then two
+  messages in the one SMTP connection: the first with BODY, whatever the answer (a filter
+  may refuse it), the second an ordinary one, which must be accepted.
 
 Every line the server sends is printed as ``<- LINE`` (as swaks prints it), every line sent
 as ``-> LINE``; the exit status is 0 when the conversation went as planned.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 SERVER = ("127.0.0.1", 25)
 SENDER = "sender@example.com"
@@ -49,11 +53,11 @@ class Client:
             raise SystemExit(f"{text!r}: expected {expect}, got {line!r}")
 
 
-def message(subject: str, extra: str = "") -> str:
+def message(subject: str, extra: str = "", body: str = "") -> str:
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
     return (f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: {subject}\r\nDate: {date}\r\n"
             f"Message-ID: <{time.time_ns()}@client.example.net>\r\n{extra}\r\n"
-            f"{subject}: the body.\r\n")
+            f"{body or subject + ': the body.'}\r\n")
 
 
 def greeted() -> Client:
@@ -69,16 +73,33 @@ def envelope(client: Client) -> None:
     client.command(f"RCPT TO:<{RECIPIENT}>", "250")
 
 
+def transaction(client: Client, text: str) -> str:
+    """MAIL, RCPT, DATA and the message ``text``: the server's answer to its end."""
+    envelope(client)
+    client.command("DATA", "354")
+    client.send(text + ".")  # ``text`` ends with CRLF
+    return client.reply()
+
+
+def accepted(line: str) -> None:
+    if not line.startswith("250"):
+        raise SystemExit(f"message not accepted: {line!r}")
+
+
 def rset_then_mail() -> None:
     client = greeted()
     envelope(client)
     client.command("RSET", "250")
-    envelope(client)
-    client.command("DATA", "354")
-    client.send(message("after RSET") + ".")
-    line = client.reply()
-    if not line.startswith("250"):
-        raise SystemExit(f"message not accepted: {line!r}")
+    accepted(transaction(client, message("after RSET")))
+    client.command("QUIT", "221")
+
+
+def two_messages(name: str, address: str, body: str) -> None:
+    client = greeted()
+    client.command(f"XCLIENT NAME={name} ADDR={address}", "220")
+    client.command("EHLO client.example.net", "250")
+    transaction(client, message("first of two", body=body))
+    accepted(transaction(client, message("second of two")))
     client.command("QUIT", "221")
 
 
@@ -90,7 +111,11 @@ def quit_mid_data() -> None:
     client.sock.close()
 
 
-MODES = {"rset-then-mail": rset_then_mail, "quit-mid-data": quit_mid_data}
+MODES: dict[str, Callable[..., None]] = {
+    "rset-then-mail": rset_then_mail,
+    "quit-mid-data": quit_mid_data,
+    "two-messages": two_messages,
+}
 
 if __name__ == "__main__":
-    MODES[sys.argv[1]]()
+    MODES[sys.argv[1]](*sys.argv[2:])

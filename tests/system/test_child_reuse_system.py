@@ -216,12 +216,13 @@ def remote_mail(host: GuideHost, body: str = "La de da de da.\n") -> SwaksResult
     return result
 
 
-def smtp_steps(host: GuideHost, mode: str) -> SwaksResult:
-    """tests/support/smtp_steps.py's conversation ``mode``, run inside the container."""
+def smtp_steps(host: GuideHost, *argv: str, sessions: int = 1) -> SwaksResult:
+    """tests/support/smtp_steps.py's conversation ``argv`` (a mode and its arguments), run
+    inside the container; ``sessions``: how many milter sessions it makes."""
     cursor = host.journal_cursor()
-    done = host.c.run(["python3", "-", mode], input=SMTP_STEPS.read_text(), check=False,
+    done = host.c.run(["python3", "-", *argv], input=SMTP_STEPS.read_text(), check=False,
                       timeout=90)
-    settle(host, cursor, 1)
+    settle(host, cursor, sessions)
     return SwaksResult(done.returncode, done.stdout + done.stderr)
 
 
@@ -253,6 +254,15 @@ def warm(host: GuideHost) -> tuple[Probe, int]:
     return probe, probe.connections()
 
 
+def warm_remote(host: GuideHost) -> set[int]:
+    """One mail from the remote server; mmd's one kept connection to spamass-milter after it
+    (none if it kept none)."""
+    assert_remote_mail_filtered(host.delivered(remote_mail(host)))
+    kept = kept_by_mmd(host.c, SPAMASS_SOCKET)
+    assert len(kept) == 1, unix_connections(host.c)
+    return kept
+
+
 # ------------------------------------------------------------------------------ the tests
 
 
@@ -276,10 +286,7 @@ def test_consecutive_local_mails_share_one_probe_connection(host: GuideHost) -> 
 
 def test_consecutive_remote_mails_share_one_spamass_milter_connection(host: GuideHost) -> None:
     c = host.c
-    assert_remote_mail_filtered(host.delivered(remote_mail(host)))
-    kept = kept_by_mmd(c, SPAMASS_SOCKET)
-    # between mails, mmd holds one connection to spamass-milter (none if it did not keep it)
-    assert len(kept) == 1, unix_connections(c)
+    kept = warm_remote(host)  # between mails, mmd holds one connection to spamass-milter
     cursor = host.journal_cursor()
     for _ in range(MAILS):
         assert_remote_mail_filtered(host.delivered(remote_mail(host)))
@@ -314,6 +321,22 @@ def test_a_reject_does_not_leak_into_the_next_mail(host: GuideHost) -> None:
     clean = host.delivered(remote_mail(host))
     assert_remote_mail_filtered(clean)
     assert "GTUBE" not in header(clean, "X-Spam-Status")
+    assert errors(host, cursor) == []
+
+
+def test_spam_then_clean_mail_in_one_smtp_connection(host: GuideHost) -> None:
+    c = host.c
+    kept = warm_remote(host)
+    cursor = host.journal_cursor()
+    result = smtp_steps(host, "two-messages", MX[0], MX[1], GTUBE, sessions=2)
+    assert result.exit_code == 0, result.transcript
+    assert f"<- {SPAMASS_REJECT}" in result.transcript, result.transcript
+    message = host.delivered(result)
+    assert message["Subject"] == "second of two"
+    assert_remote_mail_filtered(message)
+    # spamass-milter refused the first message at end-of-message and let the second pass:
+    # libmilter stands where a CONNECT may follow again, and the connection stays kept
+    assert kept_by_mmd(c, SPAMASS_SOCKET) == kept
     assert errors(host, cursor) == []
 
 
@@ -367,9 +390,7 @@ def test_a_child_restarted_between_mails_still_filters_the_next(host: GuideHost)
 
     # a real child: spamass-milter restarted by its unit (which mmd follows: a live update,
     # whose new generation closes every kept connection)
-    assert_remote_mail_filtered(host.delivered(remote_mail(host)))
-    before = kept_by_mmd(c, SPAMASS_SOCKET)
-    assert len(before) == 1
+    before = warm_remote(host)
     cursor = host.journal_cursor()
     c.run(["systemctl", "restart", "spamass-milter"], timeout=120)
     wait_for_sockets(c, SPAMASS_SOCKET)
@@ -382,10 +403,9 @@ def test_a_child_restarted_between_mails_still_filters_the_next(host: GuideHost)
 
 def test_reload_closes_kept_connections_and_mail_stays_filtered(host: GuideHost) -> None:
     c = host.c
-    warm(host)
-    assert_remote_mail_filtered(host.delivered(remote_mail(host)))
+    spamass = warm_remote(host)
     probe, connections = warm(host)
-    assert kept_by_mmd(c, PROBE_SOCKET) and kept_by_mmd(c, SPAMASS_SOCKET)
+    assert kept_by_mmd(c, PROBE_SOCKET) and kept_by_mmd(c, SPAMASS_SOCKET) == spamass
     closes = probe.count("close")
     main_pid = host.unit(MANAGER, "MainPID")["MainPID"]
     cursor = host.journal_cursor()
@@ -402,8 +422,7 @@ def test_reload_closes_kept_connections_and_mail_stays_filtered(host: GuideHost)
     assert probe.connections() == connections + 1
     assert_local_mail_filtered(host.delivered(local_mail(host)))
     assert probe.connections() == connections + 1
-    assert_remote_mail_filtered(host.delivered(remote_mail(host)))
-    assert len(kept_by_mmd(c, SPAMASS_SOCKET)) == 1
+    assert not warm_remote(host) & spamass  # a new spamass-milter connection, kept
     assert host.unit(MANAGER, "MainPID")["MainPID"] == main_pid
     assert errors(host, cursor) == []
 
