@@ -34,7 +34,8 @@ CONTAINER_PYTHON_DIR = "/var/lib/mmd-tests/python"
 
 
 # Modules that use ``guide_host``, in the order they run, after every other module.
-GUIDE_HOST_MODULES = ("test_install_guide.py", "test_detection_live_guide.py", "test_package.py")
+GUIDE_HOST_MODULES = ("test_install_guide.py", "test_detection_live_guide.py",
+                      "test_child_reuse_system.py", "test_package.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
