@@ -143,6 +143,12 @@ class ChildPool:
             parked.remove(link)
             self.dropped += 1
 
+    def rebind(self, generation: object) -> None:
+        """Serve ``generation`` from now on, with what is kept (its children are those of
+        the old one); sessions of the old one no longer take or give back."""
+        if self._generation is not _CLOSED:
+            self._generation = generation
+
     def close(self) -> None:
         """Close every parked connection (a new generation, or the daemon stops); none is
         taken or kept after."""

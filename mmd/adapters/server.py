@@ -107,10 +107,17 @@ class ServerState:
     def __post_init__(self) -> None:
         self.pool = _pool_for(self.generation)
 
-    def install(self, generation: Generation) -> None:
+    def install(self, generation: Generation, keep_connections: bool = False) -> None:
         """New sessions take ``generation``; connections kept under the old one are closed
-        (they were negotiated for, and belong to, a configuration no longer in force)."""
+        (they were negotiated for, and belong to, a configuration no longer in force),
+        except, with ``keep_connections`` (a live update from systemd), when every child
+        is the same one at the same socket and the pool's settings did not change: a
+        restarted child's kept connections are gone already, the others stay good."""
+        old = self.generation
         self.generation = generation
+        if keep_connections and _same_connections(old, generation):
+            self.pool.rebind(generation)
+            return
         self.pool.close()
         self.pool = _pool_for(generation)
 
@@ -119,6 +126,26 @@ class ServerState:
         if loop is None:
             loop = self.loop = asyncio.get_running_loop()
         return loop
+
+
+def _same_connections(old: Generation, new: Generation) -> bool:
+    """Whether connections kept for ``old`` serve ``new`` as well (same children, same
+    order, same sockets, same pool settings)."""
+
+    def connections(generation: Generation) -> tuple[object, ...]:
+        manager = generation.manager
+        children = tuple(
+            (milter.name, milter.connection_spec, milter.reuse_connection)
+            for milter in generation.milters
+        )
+        return (
+            manager.reuse_child_connections,
+            manager.child_connections_kept,
+            manager.child_connection_idle_timeout,
+            children,
+        )
+
+    return connections(old) == connections(new)
 
 
 def _pool_for(generation: Generation) -> ChildPool:

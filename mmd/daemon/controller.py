@@ -166,13 +166,14 @@ class Controller:
                 extra=extra(Event.CONFIGURATION_WARNING, {Field.REASON: warning}),
             )
 
-    def _install(self, loaded: Loaded) -> None:
-        """The one step that changes what new sessions run with."""
+    def _install(self, loaded: Loaded, keep_connections: bool = False) -> None:
+        """The one step that changes what new sessions run with. ``keep_connections``: a
+        live update, where kept child connections survive if the children are the same."""
         assert self.server is not None
         self._generation_number = loaded.generation.number
         self._config = loaded.config
         self._files_read = loaded.files  # which files this load used, for the live updates
-        self.server.install(loaded.generation)
+        self.server.install(loaded.generation, keep_connections)
 
     def _follow_activity(self, config: Configuration) -> set[str]:
         """After each load: one journal line (and MilterStateChanged) per milter that became
@@ -218,7 +219,7 @@ class Controller:
             if self._files_edited(loaded.files, why):  # edited while it loaded
                 return
             before = [c.name for c in self.server.generation.children]
-            self._install(loaded)
+            self._install(loaded, keep_connections=True)
             said = self._follow_activity(loaded.config)
             after = [c.name for c in loaded.generation.children]
             live.log_update(loaded.generation.number, why, after)

@@ -241,6 +241,37 @@ def test_new_generation_closes_kept_connections(tmp_path: Path) -> None:
     asyncio.run(with_world(tmp_path, child, run))
 
 
+def test_live_update_with_the_same_children_keeps_the_connections(tmp_path: Path) -> None:
+    child = FakeChild()
+
+    async def run(state: ServerState, session: Callable[[], Awaitable[list[str]]]) -> None:
+        assert await session() == FULL
+        state.install(replace(state.generation, number=1), keep_connections=True)
+        await asyncio.sleep(0.05)
+        assert child.lost == 0 and state.pool.idle(0) == 1
+        assert await session() == FULL
+        assert child.connections == 1
+        assert child.commands.count("QuitNewConnection") == 1
+
+    asyncio.run(with_world(tmp_path, child, run))
+
+
+def test_live_update_that_changes_a_child_closes_the_connections(tmp_path: Path) -> None:
+    child = FakeChild()
+
+    async def run(state: ServerState, session: Callable[[], Awaitable[list[str]]]) -> None:
+        assert await session() == FULL
+        (milter,) = state.generation.milters
+        moved = replace(milter, connection_spec=milter.connection_spec + "x")
+        state.install(replace(state.generation, number=1, milters=(moved,)),
+                      keep_connections=True)
+        await asyncio.sleep(0.05)
+        assert child.lost == 1 and state.pool.idle(0) == 0
+        assert child.commands[-1] == "Quit"
+
+    asyncio.run(with_world(tmp_path, child, run))
+
+
 def test_idle_kept_connection_is_closed_after_the_timeout(tmp_path: Path) -> None:
     child = FakeChild()
 

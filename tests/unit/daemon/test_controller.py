@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmd.adapters.server import Generation
 from mmd.control import InvalidConfiguration
 from mmd.daemon import generation, live
 from mmd.daemon.controller import Controller
@@ -97,3 +98,29 @@ def test_enabling_a_milter_whose_list_file_is_gone_changes_nothing(
     asyncio.run(control.set_milter_enabled("spam", True, "test"))
     assert [c.name for c in control.server.generation.children] == ["spam"]
     assert control.get_milter("spam").enabled is True
+
+
+def test_only_a_live_update_may_keep_child_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload asks every child afresh; a live update from systemd keeps what is kept when
+    the children are the same (``ServerState.install`` decides that)."""
+    (tmp_path / "milter-manager.toml").write_text(SPAM)
+    control = _started(tmp_path)
+    assert control.server is not None
+    installs: list[bool] = []
+    install = control.server.install
+
+    def noting_install(generation: Generation, keep_connections: bool = False) -> None:
+        installs.append(keep_connections)
+        install(generation, keep_connections)
+
+    monkeypatch.setattr(control.server, "install", noting_install)
+
+    async def scenario() -> None:
+        await control.reload()
+        await control.refresh_detection("spam.service started")
+        await control.set_milter_enabled("spam", False, "test")
+
+    asyncio.run(scenario())
+    assert installs == [False, True, False]
