@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import cast
 
 from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
+from mmd.adapters.deadlines import Deadlines, deadlines_of
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
 from mmd.detection.access import explain_refusal
@@ -72,7 +73,8 @@ class ChildLink(asyncio.Protocol):
         self._connecting: asyncio.Task[None] | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._loop = loop  # or the running loop, on first use
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._deadlines: Deadlines | None = None  # the loop's, on first use
+        self.watched = 0.0  # its entry in the loop's Deadlines (mmd.adapters.deadlines)
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
@@ -345,31 +347,33 @@ class ChildLink(asyncio.Protocol):
     # ------------------------------------------------------------ timeouts
 
     def _arm_read_timer(self, stage: Stage) -> None:
-        # A reply comes for nearly every packet, so the timer is lazy: the engine clears
+        # A reply comes for nearly every packet, so the time-out is lazy: the engine clears
         # the conversation's ``awaiting`` when the reply came, re-arming only moves
-        # _read_deadline, and the one loop timer is rescheduled when it fires early (or
-        # when the deadline moves closer). Creating and cancelling a timer per packet
-        # cost more than the rest of the child's bookkeeping.
+        # _read_deadline, and the loop's Deadlines calls back when the entry it has comes
+        # due (deadline_reached looks again). A loop timer per link cost ~540 bytes per
+        # idle child connection, and creating one per packet more than the rest of the
+        # child's bookkeeping.
         eom = stage is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
         loop = self._event_loop()
+        deadlines = self._deadlines
+        if deadlines is None:
+            deadlines = self._deadlines = deadlines_of(loop)
         deadline = loop.time() + timeout
         self._read_deadline = deadline
         self._read_timeout = timeout
-        timer = self._read_timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+        watched = self.watched
+        if not watched or watched > deadline:
+            deadlines.watch(self, deadline)
 
-    def _read_timer_fired(self) -> None:
-        self._read_timer = None
+    def deadline_reached(self) -> None:
+        """The loop's Deadlines: the read deadline seen last may have passed."""
         awaiting = self._conversation.awaiting
         if awaiting is None or self._done:
             return  # the reply came in time
-        loop = self._event_loop()
-        if loop.time() < self._read_deadline:
-            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+        if self._event_loop().time() < self._read_deadline:
+            assert self._deadlines is not None
+            self._deadlines.watch(self, self._read_deadline)
             return
         self._fail(f"timeout: no reply at {awaiting.value} within {self._read_timeout:g} s")
 
@@ -389,10 +393,12 @@ class ChildLink(asyncio.Protocol):
             self._event_loop().call_soon(self._drained)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._read_timer, self._write_timer, self._connect_timer):
+        if self.watched and self._deadlines is not None:
+            self._deadlines.forget(self)
+        for timer in (self._write_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        self._read_timer = self._write_timer = self._connect_timer = None
+        self._write_timer = self._connect_timer = None
 
     def _fail(self, reason: str) -> None:
         if self._done:

@@ -15,15 +15,18 @@ does not read our answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 from mmd.adapters.child_pool import ChildPool
 from mmd.adapters.children import ChildLink
+from mmd.adapters.deadlines import Deadlines, deadlines_of
 from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRecord
 from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
@@ -103,9 +106,12 @@ class ServerState:
     loop: asyncio.AbstractEventLoop | None = None
     # child connections kept for reuse, of the current generation (install)
     pool: ChildPool = field(init=False)
+    # the body store of a new session, one callable per generation (not one per session)
+    body_factory: Callable[[], SpooledBody] = field(init=False)
 
     def __post_init__(self) -> None:
         self.pool = _pool_for(self.generation)
+        self.body_factory = _body_factory(self.generation)
 
     def install(self, generation: Generation) -> None:
         """New sessions take ``generation``; connections kept under the old one are closed
@@ -113,12 +119,21 @@ class ServerState:
         self.generation = generation
         self.pool.close()
         self.pool = _pool_for(generation)
+        self.body_factory = _body_factory(generation)
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         loop = self.loop
         if loop is None:
             loop = self.loop = asyncio.get_running_loop()
         return loop
+
+    def deadlines(self) -> Deadlines:
+        """The loop's time-outs of MTA connections and child links (one loop timer)."""
+        return deadlines_of(self.event_loop())
+
+
+def _body_factory(generation: Generation) -> Callable[[], SpooledBody]:
+    return functools.partial(SpooledBody, generation.manager.body_memory_limit)
 
 
 def _pool_for(generation: Generation) -> ChildPool:
@@ -154,8 +169,8 @@ class MtaProtocol(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False  # the MTA does not read what we send
         self._drained_pending = False  # the engine waits for mta_drained()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._idle_timeout = 0.0
+        self.watched = 0.0  # its idle time-out's entry in the loop's Deadlines
+        self._idle_timeout = 0.0  # 0: none
         self._last_input = 0.0
         self._session_id = 0
         self._started = 0.0
@@ -180,7 +195,6 @@ class MtaProtocol(asyncio.Protocol):
         generation = state.generation
         manager = generation.manager
         self._decoder = Decoder(Direction.COMMANDS, manager.max_packet_size)
-        limit = manager.body_memory_limit
         loop = self._loop = state.event_loop()
         state.active += 1
         state.idle.clear()
@@ -191,7 +205,7 @@ class MtaProtocol(asyncio.Protocol):
         self._session = Session(
             generation.children,
             generation.session_settings,
-            body_factory=lambda: SpooledBody(limit),
+            body_factory=state.body_factory,
             facts=facts,
             links=self._kept_link if reuse else None,
         )
@@ -213,7 +227,8 @@ class MtaProtocol(asyncio.Protocol):
         if timeout > 0:
             self._idle_timeout = timeout
             self._last_input = loop.time()
-            self._idle_timer = loop.call_at(self._last_input + timeout, self._idle_check)
+            self._deadlines = state.deadlines()
+            self._deadlines.watch(self, self._last_input + timeout)
 
     def _begin(self) -> None:
         state = self._state
@@ -229,7 +244,7 @@ class MtaProtocol(asyncio.Protocol):
         session = self._session
         if session.finished:
             return  # after QUIT: nothing more to read, and nothing kept
-        if self._idle_timer is not None:
+        if self._idle_timeout:
             self._last_input = self._loop.time()
         decoder = self._decoder
         decoder.receive_data(data)
@@ -286,17 +301,16 @@ class MtaProtocol(asyncio.Protocol):
         elif not self._session.finished:
             self._carry_out(self._session.mta_drained())
 
-    def _idle_check(self) -> None:
-        """Close an MTA connection silent for mta_idle_timeout while mmd waits for it."""
-        self._idle_timer = None
+    def deadline_reached(self) -> None:
+        """Close an MTA connection silent for mta_idle_timeout while mmd waits for it
+        (called by the loop's Deadlines)."""
         if self._session.finished or self._transport is None or self._transport.is_closing():
             return
         loop = self._loop
         deadline = self._last_input + self._idle_timeout
         if loop.time() < deadline or not self._session.waiting_for_mta:
             # bytes came in the meantime, or children are still working: look again later
-            later = max(deadline, loop.time() + 1.0)
-            self._idle_timer = loop.call_at(later, self._idle_check)
+            self._deadlines.watch(self, max(deadline, loop.time() + 1.0))
             return
         self._state.recorder.mta_error(
             self._session_id,
@@ -312,9 +326,8 @@ class MtaProtocol(asyncio.Protocol):
                 state.waiting.remove(self)
             self._transport = None
             return
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        if self.watched:
+            self._deadlines.forget(self)
         if not self._session.finished:
             self._carry_out(self._session.mta_closed())
         for link in self._links:
