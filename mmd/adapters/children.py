@@ -7,7 +7,7 @@ drain (writing_timeout), a reply that does not come (reading_timeout, or
 end_of_message_timeout for end-of-message). Whether a reply is due is not its
 own guess: it reads the child's ``ChildConversation`` (the engine's), which the
 session updates with every command and reply. Whatever goes wrong is reported
-once through ``on_failure``; the engine decides what it means for the mail.
+once to its owner (``LinkOwner.child_failed``); the engine decides what it means for the mail.
 
 A link may also serve on a connection kept from an earlier MTA connection
 (``adopt``, mmd.adapters.child_pool) and hand its connection back at the end
@@ -24,7 +24,7 @@ import errno
 import functools
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
 from mmd.adapters.deadlines import Deadlines, deadlines_of
@@ -48,6 +48,39 @@ FailureHandler = Callable[[int, str], None]
 DrainedHandler = Callable[[int], None]
 
 
+class LinkOwner(Protocol):
+    """Who hears of a link's replies and failure: the MTA connection's protocol. One
+    object rather than two callbacks: two bound methods per child cost ~128 bytes of
+    every idle connection's child links."""
+
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None: ...
+
+    def child_failed(self, index: int, reason: str) -> None: ...
+
+
+class Callbacks:
+    """A ``LinkOwner`` made of two functions (a link on its own, as the tests use it)."""
+
+    __slots__ = ("child_failed", "child_reply")
+
+    def __init__(self, on_reply: ReplyHandler, on_failure: FailureHandler) -> None:
+        self.child_reply = on_reply
+        self.child_failed = on_failure
+
+
+class _Gone:
+    """A closed link's owner: the session is gone, nothing is reported."""
+
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None:
+        pass
+
+    def child_failed(self, index: int, reason: str) -> None:
+        pass
+
+
+_GONE = _Gone()
+
+
 class ChildLink(asyncio.Protocol):
     """One child's socket for one MTA connection: bytes out, replies in, its timeouts."""
 
@@ -55,8 +88,7 @@ class ChildLink(asyncio.Protocol):
         self,
         index: int,
         config: MilterConfig,
-        on_reply: ReplyHandler,
-        on_failure: FailureHandler,
+        owner: LinkOwner,
         max_packet_size: int,
         conversation: ChildConversation | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -65,8 +97,7 @@ class ChildLink(asyncio.Protocol):
         self.config = config
         # what the engine knows of this child: whether, and for which stage, a reply is due
         self._conversation = conversation or ChildConversation(index, ChildSettings(config.name))
-        self._on_reply = on_reply
-        self._on_failure = on_failure
+        self._owner = owner
         self._decoder = Decoder(Direction.REPLIES, max_packet_size)
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
@@ -219,8 +250,7 @@ class ChildLink(asyncio.Protocol):
     def _let_go(self) -> None:
         # Nothing is reported after close or failure: drop the session's bound methods,
         # which would otherwise keep session -> link -> session alive until the GC runs.
-        self._on_reply = _ignore_reply
-        self._on_failure = _ignore_failure
+        self._owner = _GONE
         self._on_drained = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -330,7 +360,7 @@ class ChildLink(asyncio.Protocol):
         if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
             # still working on it: each sign of life resets the clock
             self._arm_read_timer(awaiting)
-        self._on_reply(self.index, reply)  # type: ignore[arg-type]
+        self._owner.child_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
         return None
@@ -407,14 +437,7 @@ class ChildLink(asyncio.Protocol):
         self._cancel_timers()
         if self._transport is not None:
             self._transport.abort()
-        on_failure = self._on_failure
+        owner = self._owner
         self._let_go()
-        on_failure(self.index, reason)
+        owner.child_failed(self.index, reason)
 
-
-def _ignore_reply(index: int, reply: m.ReplyMessage) -> None:
-    """A closed link's reply handler: the session is gone."""
-
-
-def _ignore_failure(index: int, reason: str) -> None:
-    """A closed link's failure handler: the session is gone."""

@@ -213,8 +213,7 @@ class MtaProtocol(asyncio.Protocol):
             ChildLink(
                 i,
                 milter,
-                self._child_reply,
-                self._child_failed,
+                self,
                 manager.max_packet_size,
                 self._session.conversations[i],
                 loop,
@@ -361,12 +360,12 @@ class MtaProtocol(asyncio.Protocol):
         self._links[index].adopt(parked)
         return parked.options
 
-    def _child_reply(self, index: int, reply: m.ReplyMessage) -> None:
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None:
         self._carry_out(self._session.from_child(index, reply))
         if self._reading_paused:
             self._maybe_resume_reading()
 
-    def _child_failed(self, index: int, reason: str) -> None:
+    def child_failed(self, index: int, reason: str) -> None:
         # logged as an error when the engine reports the child's end (ChildFinished.failed),
         # like the failures only the engine sees (a reply that breaks the protocol)
         self._carry_out(self._session.child_failed(index, reason))

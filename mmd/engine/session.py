@@ -122,6 +122,11 @@ _FAMILIES = {
 _MESSAGE_STAGES = (Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE)
 _MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 
+# a macro's name without braces, as the conditions read it: one string per name, not one
+# per session; bounded, the names come from the MTA
+_BARE_NAMES: dict[str, str] = {}
+_BARE_NAMES_KEPT = 512
+
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
 # what the adapter offers for connection reuse: a kept connection to child ``index``
@@ -371,8 +376,14 @@ class Session:
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
             self._macros[message.command] = message
+            macros = self.facts.macros
             for name, value in message.macros:
-                self.facts.macros[name.strip("{}")] = value
+                bare = _BARE_NAMES.get(name)
+                if bare is None:
+                    bare = name.strip("{}")
+                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
+                        _BARE_NAMES[name] = bare
+                macros[bare] = value
         elif isinstance(message, m.Negotiate):
             if self._offer is not None:
                 self._violation("a second option negotiation (OPTNEG)")
@@ -438,6 +449,7 @@ class Session:
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
         merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
+        self._answers.clear()  # the connections hold what they need (ChildConversation)
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)

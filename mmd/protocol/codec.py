@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from mmd.protocol.constants import (
@@ -192,6 +193,8 @@ def _parse_negotiate(data: bytearray) -> Negotiate:
     if size < _OPTNEG.size:
         raise _Bad(f"short OPTNEG: {size} bytes, need {_OPTNEG.size}")
     version, actions, steps = _OPTNEG.unpack_from(data)
+    if size == _OPTNEG.size:  # no symbol lists (every OPTNEG but a few children's answers)
+        return Negotiate(version, Action(actions), Step(steps), _NO_LISTS)
     lists: dict[MacroStage, str] = {}
     pos = _OPTNEG.size
     while pos < size:
@@ -208,15 +211,35 @@ def _parse_negotiate(data: bytearray) -> Negotiate:
     return Negotiate(version, Action(actions), Step(steps), lists)
 
 
+# Macro names come again in every session (j, {daemon_name}, {client_addr}, ...): each is
+# kept as one string, not one per session (a thousand idle sessions held eight each). The
+# names come from the network: a flood of new ones is not let grow the table past a bound.
+_NAMES: dict[str, str] = {}
+_NAMES_KEPT = 512
+
+
+def _macro_pairs(parts: list[str]) -> tuple[tuple[str, str], ...]:
+    names = _NAMES
+    pairs = []
+    for i in range(0, len(parts), 2):
+        name = parts[i]
+        known = names.get(name)
+        if known is None:
+            if len(names) < _NAMES_KEPT:
+                names[name] = name
+            known = name
+        pairs.append((known, parts[i + 1]))
+    return tuple(pairs)
+
+
 def _parse_macro(data: bytearray) -> Macro:
     if not data:
         raise _Bad("missing command letter")
-    command = bytes(data[:1])
+    command = _COMMAND_LETTERS.get(data[0]) or bytes(data[:1])
     parts = _strings(data[1:], 0, 1 << 62, "macro names and values")
     if len(parts) % 2:
         raise _Bad(f"macro {parts[-1]!r} has no value")
-    it = iter(parts)
-    return Macro(command, tuple(zip(it, it, strict=True)), _packet(b"D", bytes(data)))
+    return Macro(command, _macro_pairs(parts), _HEAD.pack(len(data) + 1, b"D") + data)
 
 
 def _parse_connect(data: bytearray) -> Connect:
@@ -334,6 +357,10 @@ def _parse_set_symbol_list(data: bytearray) -> SetSymbolList:
 _Parser = Callable[[bytearray], Message]
 
 _STAGES: Final[dict[int, MacroStage]] = {int(s): s for s in MacroStage}
+# an OPTNEG without symbol lists: one shared, read-only empty mapping
+_NO_LISTS: Final[Mapping[MacroStage, str]] = MappingProxyType({})
+# a macro's command letter as one bytes object per letter, not one per packet
+_COMMAND_LETTERS: Final[dict[int, bytes]] = {code: bytes((code,)) for code in range(128)}
 _FAMILIES: Final[dict[int, Family]] = {f.value[0]: f for f in Family}
 
 # Packets without data: one shared instance each.

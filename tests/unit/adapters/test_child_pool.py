@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmd.adapters.child_pool import ChildPool, ParkedLink
-from mmd.adapters.children import ChildLink
+from mmd.adapters.children import Callbacks, ChildLink
 from mmd.adapters.server import Generation, MtaProtocol, ServerState
 from mmd.config.model import ManagerConfig, MilterConfig
 from mmd.engine import ChildSettings, SessionSettings
@@ -281,7 +281,8 @@ def kept_link_after(sent: int) -> tuple[list[str], list[bytes]]:
     it reports, and what it wrote."""
     failures: list[str] = []
     config = MilterConfig("fake", "unix:/nonexistent/child.sock")
-    link = ChildLink(0, config, lambda i, r: None, lambda i, why: failures.append(why), 1 << 20)
+    link = ChildLink(0, config, Callbacks(lambda i, r: None, lambda i, why: failures.append(why)),
+                     1 << 20)
     transport = SettableTransport()
     pool = ChildPool(None, 1, 60.0)
     options = NegotiatedOptions(MTA_OFFER, m.Negotiate(6, ALL_ACTIONS, Step(0)))
