@@ -506,6 +506,11 @@ class Decoder:
             except _Bad as exc:
                 return self._failed(found, MalformedPacket(bytes((code,)), str(exc)))
             pos = end
+        if pos == size and size:
+            # all taken: let the buffer go now rather than at the next read (an idle
+            # connection would hold its last packets)
+            buf.clear()
+            self._pos = 0
         return found
 
     @property
