@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
-from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
+from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ChildSocket, ParkedLink, hand_over
 from mmd.adapters.deadlines import Deadlines, deadlines_of
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
@@ -226,7 +226,7 @@ class ChildLink(asyncio.Protocol):
     def adopt(self, parked: ParkedLink) -> None:
         """Serve this session on a kept connection (taken from the pool)."""
         transport = parked.transport
-        transport.set_protocol(self)
+        hand_over(transport, self)
         self._transport = transport
         self._kept = parked.options
         self._prefix = QUIT_NC if parked.quit_nc else b""
@@ -346,8 +346,8 @@ class ChildLink(asyncio.Protocol):
                 self._connect_timer.cancel()
                 self._connect_timer = None
 
-    def _itself(self) -> ChildLink:
-        return self
+    def _itself(self) -> ChildSocket:
+        return ChildSocket(self)
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
