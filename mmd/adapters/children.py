@@ -367,20 +367,22 @@ class ChildLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         decoder = self._decoder
-        decoder.receive_data(data)
-        while not self._done:
-            try:
-                replies = decoder.messages()
-            except ProtocolError as error:
-                self._fail(f"protocol error: {error}")
-                return
-            if not replies:
-                return
+        try:
+            replies = decoder.feed(data)
+        except ProtocolError as error:
+            self._fail(f"protocol error: {error}")
+            return
+        while True:
             for reply in replies:
                 if self._done:
                     return
                 self._on_reply_received(reply)
-            if decoder.error is None:
+            if self._done or decoder.error is None:
+                return
+            try:  # good replies came before the error: it is raised now
+                replies = decoder.messages()
+            except ProtocolError as error:
+                self._fail(f"protocol error: {error}")
                 return
 
     def _on_reply_received(self, reply: m.Message) -> None:

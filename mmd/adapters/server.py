@@ -271,24 +271,29 @@ class MtaProtocol(asyncio.Protocol):
         if self._idle_timeout:
             self._last_input = self._loop.time()
         decoder = self._decoder
-        decoder.receive_data(data)
+        try:
+            commands = decoder.feed(data)
+        except ProtocolError as error:
+            self._protocol_error(error)
+            return
         while True:
-            try:
-                commands = decoder.messages()
-            except ProtocolError as error:
-                self._state.recorder.mta_error(
-                    self._session_id, f"protocol error from MTA: {error}"
-                )
-                self.close_mta()
-                return
             for command in commands:
                 self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
                 if session.finished:
                     return  # closed when the session's end was recorded
             if decoder.error is None:
                 break
+            try:  # good commands came before the error: it is raised now
+                commands = decoder.messages()
+            except ProtocolError as error:
+                self._protocol_error(error)
+                return
         if session.backlog > _BACKLOG_LIMIT:
             self._pause_reading()
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        self._state.recorder.mta_error(self._session_id, f"protocol error from MTA: {error}")
+        self.close_mta()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -412,7 +417,19 @@ class MtaProtocol(asyncio.Protocol):
         # square of its size), so the order of writes across peers stays the engine's.
         # The engine sends at most a window of body chunks before a Drain, so a list
         # holds a few chunks at most.
+        if not actions:
+            return  # a reply while others are still due: the most common case
         links = self._links
+        if len(actions) == 1:
+            action = actions[0]
+            if type(action) is ToChild:  # the next command of an end-of-message replay
+                message = action.message
+                links[action.index].send(
+                    _CONSTANT.get(type(message)) or encode(message),
+                    action.expect_reply,
+                    action.stage,
+                )
+                return
         held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
         held_parts: list[bytes] = []
         held_stage = Stage.NEGOTIATE

@@ -382,6 +382,13 @@ _BARE_REPLIES: Final[dict[int, Message]] = {
     Reply.CONNECTION_FAIL[0]: ConnectionFail(),
     Reply.SHUTDOWN[0]: Shutdown(),
 }
+# the same as whole packets (length 1, the code): Decoder.feed's lookup
+_BARE_COMMAND_PACKETS: Final[dict[bytes, Message]] = {
+    b"\0\0\0\1" + bytes((code,)): message for code, message in _BARE_COMMANDS.items()
+}
+_BARE_REPLY_PACKETS: Final[dict[bytes, Message]] = {
+    b"\0\0\0\1" + bytes((code,)): message for code, message in _BARE_REPLIES.items()
+}
 
 _COMMAND_PARSERS: Final[dict[int, _Parser]] = {
     Command.NEGOTIATE[0]: _parse_negotiate,
@@ -419,7 +426,17 @@ _REPLY_PARSERS: Final[dict[int, _Parser]] = {
 class Decoder:
     """Turns the byte stream of one connection into messages, one at a time."""
 
-    __slots__ = ("_bare", "_buf", "_error", "_kind", "_limit", "_parsers", "_pos", "direction")
+    __slots__ = (
+        "_bare",
+        "_bare_packets",
+        "_buf",
+        "_error",
+        "_kind",
+        "_limit",
+        "_parsers",
+        "_pos",
+        "direction",
+    )
 
     def __init__(
         self, direction: Direction, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -433,8 +450,10 @@ class Decoder:
         self._error: ProtocolError | None = None
         if direction is Direction.COMMANDS:
             self._parsers, self._bare, self._kind = _COMMAND_PARSERS, _BARE_COMMANDS, "command"
+            self._bare_packets = _BARE_COMMAND_PACKETS
         else:
             self._parsers, self._bare, self._kind = _REPLY_PARSERS, _BARE_REPLIES, "reply"
+            self._bare_packets = _BARE_REPLY_PACKETS
 
     @property
     def pending_bytes(self) -> int:
@@ -452,6 +471,18 @@ class Decoder:
             del buf[: self._pos]
             self._pos = 0
         buf += data
+
+    def feed(self, data: bytes) -> list[Message]:
+        """``receive_data`` and ``messages`` in one call (the adapters' form). A lone
+        packet without data (continue, accept, end-of-header, ...) on an empty buffer is
+        looked up as it is, without going through the buffer: most of the replies in a
+        session come so, one per read."""
+        if len(data) == 5 and not self._buf and type(data) is bytes and self._error is None:
+            bare = self._bare_packets.get(data)
+            if bare is not None:
+                return [bare]
+        self.receive_data(data)
+        return self._decode(-1)
 
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""

@@ -540,6 +540,43 @@ def test_any_split_of_a_reply_stream_decodes_the_same(data: st.DataObject) -> No
     stream_property(R, replies)(data)
 
 
+def fed_property(direction: Direction, strategy: st.SearchStrategy[Message]) -> Callable[
+    [st.DataObject], None
+]:
+    def check(data: st.DataObject) -> None:
+        messages = data.draw(st.lists(strategy, max_size=12))
+        stream = encode_many(messages)
+        cuts = [0, *split_points(data, len(stream)), len(stream)]
+        decoder = Decoder(direction)
+        got: list[Message] = []
+        for start, end in itertools.pairwise(cuts):
+            got += decoder.feed(stream[start:end])
+        assert got == messages
+        assert decoder.pending_bytes == 0
+
+    return check
+
+
+@given(st.data())
+def test_any_split_of_a_command_stream_fed_decodes_the_same(data: st.DataObject) -> None:
+    fed_property(C, commands)(data)
+
+
+@given(st.data())
+def test_any_split_of_a_reply_stream_fed_decodes_the_same(data: st.DataObject) -> None:
+    fed_property(R, replies)(data)
+
+
+def test_a_bare_packet_after_a_partial_one_is_not_taken_on_its_own() -> None:
+    decoder = Decoder(R)
+    assert decoder.feed(b"\0\0\0\x06y") == []  # a reply code packet, 5 bytes to come
+    with pytest.raises(MalformedPacket, match="reply text"):  # its data, not a continue
+        decoder.feed(b"\0\0\0\1c")
+    assert Decoder(R).feed(b"\0\0\0\1c") == [Continue()]
+    with pytest.raises(MalformedPacket, match="unknown command"):  # no such bare command
+        Decoder(C).feed(b"\0\0\0\1c")
+
+
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_give_messages_none_or_a_protocol_error(stream: bytes) -> None:
     """Garbage never escapes as anything but ProtocolError (no IndexError, struct.error...)."""
