@@ -211,24 +211,33 @@ def _parse_negotiate(data: bytearray) -> Negotiate:
     return Negotiate(version, Action(actions), Step(steps), lists)
 
 
-# Macro names come again in every session (j, {daemon_name}, {client_addr}, ...): each is
-# kept as one string, not one per session (a thousand idle sessions held eight each). The
-# names come from the network: a flood of new ones is not let grow the table past a bound.
-_NAMES: dict[str, str] = {}
+# Macro names come again in every session (j, {daemon_name}, {client_addr}, ...), and many
+# values too: {daemon_name}, v, {tls_version}, {cipher}, {mail_mailer} are the same on a
+# server for nearly every session. Each name keeps the (name, value) pair seen last, and a
+# pair equal to it is that very object, not a new one per session (a thousand idle
+# sessions held eight names, values and pairs each). What comes from the network is
+# bounded: names past _NAMES_KEPT and values longer than _VALUE_KEPT are not kept.
+_LAST_PAIRS: dict[str, tuple[str, str]] = {}
 _NAMES_KEPT = 512
+_VALUE_KEPT = 128
 
 
 def _macro_pairs(parts: list[str]) -> tuple[tuple[str, str], ...]:
-    names = _NAMES
+    last = _LAST_PAIRS
     pairs = []
     for i in range(0, len(parts), 2):
         name = parts[i]
-        known = names.get(name)
-        if known is None:
-            if len(names) < _NAMES_KEPT:
-                names[name] = name
-            known = name
-        pairs.append((known, parts[i + 1]))
+        value = parts[i + 1]
+        pair = last.get(name)
+        if pair is None:
+            pair = (name, value)
+            if len(last) < _NAMES_KEPT and len(value) <= _VALUE_KEPT:
+                last[name] = pair
+        elif pair[1] != value:
+            pair = (pair[0], value)  # the name kept, a new value
+            if len(value) <= _VALUE_KEPT:
+                last[name] = pair
+        pairs.append(pair)
     return tuple(pairs)
 
 

@@ -577,3 +577,17 @@ def test_arbitrary_bytes_give_messages_none_or_a_protocol_error(stream: bytes) -
                 pass
         except ProtocolError:
             pass
+
+
+def test_macro_pairs_seen_before_are_shared_not_made_again() -> None:
+    first = decode_all(C, encode(Macro(b"C", (("{daemon_name}", "smtpd"), ("_", "a [192.0.2.1]")))))
+    again = decode_all(C, encode(Macro(b"C", (("{daemon_name}", "smtpd"), ("_", "b [192.0.2.2]")))))
+    assert isinstance(first[0], Macro) and isinstance(again[0], Macro)
+    assert again[0].macros == (("{daemon_name}", "smtpd"), ("_", "b [192.0.2.2]"))
+    assert again[0].macros[0] is first[0].macros[0]  # the same value: the same pair
+    assert again[0].macros[1][0] is first[0].macros[1][0]  # a new value: the same name
+    long = "x" * 1000  # not kept: a long value would stay in memory
+    one, two = (decode_all(C, encode(Macro(b"M", (("{mail_addr}", long),)))) for _ in range(2))
+    assert one == two
+    assert isinstance(one[0], Macro) and isinstance(two[0], Macro)
+    assert one[0].macros[0] is not two[0].macros[0]
