@@ -372,6 +372,9 @@ _NO_LISTS: Final[Mapping[MacroStage, str]] = MappingProxyType({})
 _COMMAND_LETTERS: Final[dict[int, bytes]] = {code: bytes((code,)) for code in range(128)}
 _FAMILIES: Final[dict[int, Family]] = {f.value[0]: f for f in Family}
 
+# a decoder's buffer while nothing waits in it: shared, never written (receive_data)
+_NO_BYTES: Final = bytearray()
+
 # Packets without data: one shared instance each.
 _BARE_COMMANDS: Final[dict[int, Message]] = {
     Command.DATA[0]: Data(),
@@ -454,7 +457,7 @@ class Decoder:
             raise ValueError(f"max_packet_size must be at least 1, got {max_packet_size}")
         self.direction = direction
         self._limit = max_packet_size
-        self._buf = bytearray()
+        self._buf = _NO_BYTES  # a bytearray of its own once bytes wait in it
         self._pos = 0
         self._error: ProtocolError | None = None
         if direction is Direction.COMMANDS:
@@ -474,6 +477,9 @@ class Decoder:
         if self._error is not None:
             raise self._error
         buf = self._buf
+        if buf is _NO_BYTES:
+            self._buf = bytearray(data)
+            return
         if self._pos:
             # Drop what was consumed in one go; deleting from the front of a
             # bytearray only moves its start, so this stays linear overall.
@@ -548,8 +554,8 @@ class Decoder:
             pos = end
         if pos == size and size:
             # all taken: let the buffer go now rather than at the next read (an idle
-            # connection would hold its last packets)
-            buf.clear()
+            # connection would hold its last packets, and an empty bytearray each)
+            self._buf = _NO_BYTES
             self._pos = 0
         return found
 

@@ -591,3 +591,16 @@ def test_macro_pairs_seen_before_are_shared_not_made_again() -> None:
     assert one == two
     assert isinstance(one[0], Macro) and isinstance(two[0], Macro)
     assert one[0].macros[0] is not two[0].macros[0]
+
+
+def test_decoders_at_rest_share_no_bytes() -> None:
+    from mmd.protocol import codec
+
+    first, second = Decoder(R), Decoder(R)
+    wire = encode(ReplaceBody(b"x" * 100))
+    assert first.feed(wire[:50]) == []  # half a packet: it has a buffer of its own now
+    assert second.pending_bytes == 0 and not codec._NO_BYTES
+    assert first.feed(wire[50:]) == [ReplaceBody(b"x" * 100)]
+    assert first.pending_bytes == 0 and not codec._NO_BYTES
+    first.receive_data(wire[:10])
+    assert first.pending_bytes == 10 and second.pending_bytes == 0
