@@ -90,17 +90,24 @@ class Deadlines:
         self._timer = None
         heap = self._heap
         now = self._loop.time()
-        while heap and heap[0][0] <= now:
-            when, _, owner = heapq.heappop(heap)
-            if owner.watched != when:
-                if self._stale:
-                    self._stale -= 1
-                continue
-            owner.watched = 0.0
-            owner.deadline_reached()
-        if heap:
-            self._timer_at = heap[0][0]
-            self._timer = self._loop.call_at(self._timer_at, self._fire)
+        try:
+            while heap and heap[0][0] <= now:
+                when, _, owner = heapq.heappop(heap)
+                if owner.watched != when:
+                    if self._stale:
+                        self._stale -= 1
+                    continue
+                owner.watched = 0.0
+                owner.deadline_reached()
+        finally:
+            # one timer for the earliest entry left, whatever an owner did meanwhile (it
+            # may have watched again, or raised: the others' time-outs must still come)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if heap:
+                self._timer_at = heap[0][0]
+                self._timer = self._loop.call_at(self._timer_at, self._fire)
 
 
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (

@@ -83,3 +83,26 @@ def test_forgotten_owners_do_not_stay_in_the_heap() -> None:
     heap, live = asyncio.run(stale_entries())
     assert live == 100
     assert heap < 200  # compacted: not the 1000 entries of a heap that only grows
+
+
+class Broken(Owner):
+    def deadline_reached(self) -> None:
+        super().deadline_reached()
+        raise RuntimeError("a bug in one owner")
+
+
+async def after_a_broken_owner() -> list[str]:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # the loop would log it: expected here
+    deadlines = deadlines_of(loop)
+    calls: list[tuple[str, float]] = []
+    start = loop.time()
+    deadlines.watch(Broken("broken", calls, loop), start + 0.01)
+    deadlines.watch(Owner("same time", calls, loop), start + 0.01)
+    deadlines.watch(Owner("later", calls, loop), start + 0.05)
+    await asyncio.sleep(0.1)
+    return sorted(name for name, _ in calls)
+
+
+def test_an_owner_that_raises_does_not_stop_the_others() -> None:
+    assert asyncio.run(after_a_broken_owner()) == ["broken", "later", "same time"]
