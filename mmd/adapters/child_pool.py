@@ -32,6 +32,46 @@ QUIT_NC = encode(m.QuitNewConnection())
 _CLOSED = object()  # the generation of a closed pool: no session's
 
 
+class ChildSocket(asyncio.Protocol):
+    """The protocol a child connection keeps for its whole life: it hands every event to
+    whoever uses the connection now (a session's ``ChildLink``, or a ``ParkedLink`` while
+    the pool holds it). Switching ``user`` costs nothing; uvloop's ``set_protocol``
+    restarts reading (uv_read_stop, uv_read_start), and libuv then pays a failed
+    epoll_ctl ADD and a MOD at its next poll: two switches per kept child per session."""
+
+    __slots__ = ("user",)
+
+    def __init__(self, user: asyncio.Protocol) -> None:
+        self.user = user
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.user.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.user.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.user.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.user.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.user.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.user.resume_writing()
+
+
+def hand_over(transport: asyncio.BaseTransport, user: asyncio.Protocol) -> None:
+    """Make ``user`` hear ``transport``'s events from now on."""
+    socket = transport.get_protocol()
+    if type(socket) is ChildSocket:
+        socket.user = user
+    else:
+        transport.set_protocol(user)
+
+
 class ParkedLink(asyncio.Protocol):
     """One kept connection while no session uses it."""
 
@@ -116,7 +156,7 @@ class ChildPool:
             return False
         loop = self._event_loop()
         link = ParkedLink(self, index, transport, options, quit_nc, loop.time())
-        transport.set_protocol(link)
+        hand_over(transport, link)
         parked.append(link)
         self.kept += 1
         if self._timer is None:

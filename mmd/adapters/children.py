@@ -7,7 +7,7 @@ drain (writing_timeout), a reply that does not come (reading_timeout, or
 end_of_message_timeout for end-of-message). Whether a reply is due is not its
 own guess: it reads the child's ``ChildConversation`` (the engine's), which the
 session updates with every command and reply. Whatever goes wrong is reported
-once through ``on_failure``; the engine decides what it means for the mail.
+once to its owner (``LinkOwner.child_failed``); the engine decides what it means for the mail.
 
 A link may also serve on a connection kept from an earlier MTA connection
 (``adopt``, mmd.adapters.child_pool) and hand its connection back at the end
@@ -24,9 +24,10 @@ import errno
 import functools
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
-from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ParkedLink
+from mmd.adapters.child_pool import QUIT, QUIT_NC, ChildPool, ChildSocket, ParkedLink, hand_over
+from mmd.adapters.deadlines import Deadlines, deadlines_of
 from mmd.config.connection_spec import InetSpec, UnixSpec, parse_connection_spec
 from mmd.config.model import MilterConfig
 from mmd.detection.access import explain_refusal
@@ -47,15 +48,77 @@ FailureHandler = Callable[[int, str], None]
 DrainedHandler = Callable[[int], None]
 
 
+class LinkOwner(Protocol):
+    """Who hears of a link's replies and failure: the MTA connection's protocol. One
+    object rather than two callbacks: two bound methods per child cost ~128 bytes of
+    every idle connection's child links."""
+
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None: ...
+
+    def child_failed(self, index: int, reason: str) -> None: ...
+
+
+class Callbacks:
+    """A ``LinkOwner`` made of two functions (a link on its own, as the tests use it)."""
+
+    __slots__ = ("child_failed", "child_reply")
+
+    def __init__(self, on_reply: ReplyHandler, on_failure: FailureHandler) -> None:
+        self.child_reply = on_reply
+        self.child_failed = on_failure
+
+
+class _Gone:
+    """A closed link's owner: the session is gone, nothing is reported."""
+
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None:
+        pass
+
+    def child_failed(self, index: int, reason: str) -> None:
+        pass
+
+
+_GONE = _Gone()
+
+
 class ChildLink(asyncio.Protocol):
     """One child's socket for one MTA connection: bytes out, replies in, its timeouts."""
+
+    # slots: ~64 bytes less per link than an instance dict's values (three per idle
+    # MTA connection)
+    __slots__ = (
+        "_connect_timer",
+        "_connecting",
+        "_conversation",
+        "_deadlines",
+        "_decoder",
+        "_done",
+        "_kept",
+        "_loop",
+        "_max_packet_size",
+        "_on_drained",
+        "_owner",
+        "_pending",
+        "_prefix",
+        "_read_deadline",
+        "_read_timeout",
+        "_renegotiating",
+        "_resent",
+        "_resent_size",
+        "_retried",
+        "_transport",
+        "_write_paused",
+        "_write_timer",
+        "config",
+        "index",
+        "watched",
+    )
 
     def __init__(
         self,
         index: int,
         config: MilterConfig,
-        on_reply: ReplyHandler,
-        on_failure: FailureHandler,
+        owner: LinkOwner,
         max_packet_size: int,
         conversation: ChildConversation | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -64,15 +127,15 @@ class ChildLink(asyncio.Protocol):
         self.config = config
         # what the engine knows of this child: whether, and for which stage, a reply is due
         self._conversation = conversation or ChildConversation(index, ChildSettings(config.name))
-        self._on_reply = on_reply
-        self._on_failure = on_failure
+        self._owner = owner
         self._decoder = Decoder(Direction.REPLIES, max_packet_size)
         self._transport: asyncio.Transport | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] | None = None  # written once connected
         self._connecting: asyncio.Task[None] | None = None
         self._connect_timer: asyncio.TimerHandle | None = None
         self._loop = loop  # or the running loop, on first use
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._deadlines: Deadlines | None = None  # the loop's, on first use
+        self.watched = 0.0  # its entry in the loop's Deadlines (mmd.adapters.deadlines)
         self._read_deadline = 0.0  # loop time; see _arm_read_timer
         self._read_timeout = 0.0
         self._write_timer: asyncio.TimerHandle | None = None
@@ -115,6 +178,8 @@ class ChildLink(asyncio.Protocol):
                 self._prefix = b""
         if transport is None:
             if not self._renegotiating:
+                if self._pending is None:
+                    self._pending = []
                 self._pending.append(data)
                 if self._connecting is None:
                     self._start_connecting()
@@ -161,7 +226,7 @@ class ChildLink(asyncio.Protocol):
     def adopt(self, parked: ParkedLink) -> None:
         """Serve this session on a kept connection (taken from the pool)."""
         transport = parked.transport
-        transport.set_protocol(self)
+        hand_over(transport, self)
         self._transport = transport
         self._kept = parked.options
         self._prefix = QUIT_NC if parked.quit_nc else b""
@@ -217,8 +282,7 @@ class ChildLink(asyncio.Protocol):
     def _let_go(self) -> None:
         # Nothing is reported after close or failure: drop the session's bound methods,
         # which would otherwise keep session -> link -> session alive until the GC runs.
-        self._on_reply = _ignore_reply
-        self._on_failure = _ignore_failure
+        self._owner = _GONE
         self._on_drained = None
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -282,8 +346,8 @@ class ChildLink(asyncio.Protocol):
                 self._connect_timer.cancel()
                 self._connect_timer = None
 
-    def _itself(self) -> ChildLink:
-        return self
+    def _itself(self) -> ChildSocket:
+        return ChildSocket(self)
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         # a stream transport (uvloop's do not subclass asyncio.Transport, hence no isinstance)
@@ -292,9 +356,10 @@ class ChildLink(asyncio.Protocol):
             transport.close()
             return
         self._transport = transport
-        if self._pending:
-            transport.write(b"".join(self._pending))
-            self._pending = []
+        pending = self._pending
+        if pending:
+            transport.write(b"".join(pending))
+        self._pending = None
         if self._on_drained is not None:
             self._event_loop().call_soon(self._drained)
 
@@ -302,20 +367,22 @@ class ChildLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         decoder = self._decoder
-        decoder.receive_data(data)
-        while not self._done:
-            try:
-                replies = decoder.messages()
-            except ProtocolError as error:
-                self._fail(f"protocol error: {error}")
-                return
-            if not replies:
-                return
+        try:
+            replies = decoder.feed(data)
+        except ProtocolError as error:
+            self._fail(f"protocol error: {error}")
+            return
+        while True:
             for reply in replies:
                 if self._done:
                     return
                 self._on_reply_received(reply)
-            if decoder.error is None:
+            if self._done or decoder.error is None:
+                return
+            try:  # good replies came before the error: it is raised now
+                replies = decoder.messages()
+            except ProtocolError as error:
+                self._fail(f"protocol error: {error}")
                 return
 
     def _on_reply_received(self, reply: m.Message) -> None:
@@ -328,7 +395,7 @@ class ChildLink(asyncio.Protocol):
         if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
             # still working on it: each sign of life resets the clock
             self._arm_read_timer(awaiting)
-        self._on_reply(self.index, reply)  # type: ignore[arg-type]
+        self._owner.child_reply(self.index, reply)  # type: ignore[arg-type]
 
     def eof_received(self) -> bool | None:
         return None
@@ -345,31 +412,33 @@ class ChildLink(asyncio.Protocol):
     # ------------------------------------------------------------ timeouts
 
     def _arm_read_timer(self, stage: Stage) -> None:
-        # A reply comes for nearly every packet, so the timer is lazy: the engine clears
+        # A reply comes for nearly every packet, so the time-out is lazy: the engine clears
         # the conversation's ``awaiting`` when the reply came, re-arming only moves
-        # _read_deadline, and the one loop timer is rescheduled when it fires early (or
-        # when the deadline moves closer). Creating and cancelling a timer per packet
-        # cost more than the rest of the child's bookkeeping.
+        # _read_deadline, and the loop's Deadlines calls back when the entry it has comes
+        # due (deadline_reached looks again). A loop timer per link cost ~540 bytes per
+        # idle child connection, and creating one per packet more than the rest of the
+        # child's bookkeeping.
         eom = stage is Stage.END_OF_MESSAGE
         timeout = self.config.end_of_message_timeout if eom else self.config.reading_timeout
         loop = self._event_loop()
+        deadlines = self._deadlines
+        if deadlines is None:
+            deadlines = self._deadlines = deadlines_of(loop)
         deadline = loop.time() + timeout
         self._read_deadline = deadline
         self._read_timeout = timeout
-        timer = self._read_timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+        watched = self.watched
+        if not watched or watched > deadline:
+            deadlines.watch(self, deadline)
 
-    def _read_timer_fired(self) -> None:
-        self._read_timer = None
+    def deadline_reached(self) -> None:
+        """The loop's Deadlines: the read deadline seen last may have passed."""
         awaiting = self._conversation.awaiting
         if awaiting is None or self._done:
             return  # the reply came in time
-        loop = self._event_loop()
-        if loop.time() < self._read_deadline:
-            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+        if self._event_loop().time() < self._read_deadline:
+            assert self._deadlines is not None
+            self._deadlines.watch(self, self._read_deadline)
             return
         self._fail(f"timeout: no reply at {awaiting.value} within {self._read_timeout:g} s")
 
@@ -389,10 +458,12 @@ class ChildLink(asyncio.Protocol):
             self._event_loop().call_soon(self._drained)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._read_timer, self._write_timer, self._connect_timer):
+        if self.watched and self._deadlines is not None:
+            self._deadlines.forget(self)
+        for timer in (self._write_timer, self._connect_timer):
             if timer is not None:
                 timer.cancel()
-        self._read_timer = self._write_timer = self._connect_timer = None
+        self._write_timer = self._connect_timer = None
 
     def _fail(self, reason: str) -> None:
         if self._done:
@@ -401,14 +472,7 @@ class ChildLink(asyncio.Protocol):
         self._cancel_timers()
         if self._transport is not None:
             self._transport.abort()
-        on_failure = self._on_failure
+        owner = self._owner
         self._let_go()
-        on_failure(self.index, reason)
+        owner.child_failed(self.index, reason)
 
-
-def _ignore_reply(index: int, reply: m.ReplyMessage) -> None:
-    """A closed link's reply handler: the session is gone."""
-
-
-def _ignore_failure(index: int, reason: str) -> None:
-    """A closed link's failure handler: the session is gone."""

@@ -15,15 +15,18 @@ does not read our answers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
 from mmd.adapters.child_pool import ChildPool
 from mmd.adapters.children import ChildLink
+from mmd.adapters.deadlines import Deadlines, deadlines_of
 from mmd.adapters.session_records import ChildVerdictRecord, Recorder, SessionRecord
 from mmd.adapters.spool import SpooledBody
 from mmd.config.connection_spec import InetSpec, parse_connection_spec
@@ -103,9 +106,12 @@ class ServerState:
     loop: asyncio.AbstractEventLoop | None = None
     # child connections kept for reuse, of the current generation (install)
     pool: ChildPool = field(init=False)
+    # the body store of a new session, one callable per generation (not one per session)
+    body_factory: Callable[[], SpooledBody] = field(init=False)
 
     def __post_init__(self) -> None:
         self.pool = _pool_for(self.generation)
+        self.body_factory = _body_factory(self.generation)
 
     def install(self, generation: Generation, keep_connections: bool = False) -> None:
         """New sessions take ``generation``; connections kept under the old one are closed
@@ -120,12 +126,21 @@ class ServerState:
             return
         self.pool.close()
         self.pool = _pool_for(generation)
+        self.body_factory = _body_factory(generation)
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         loop = self.loop
         if loop is None:
             loop = self.loop = asyncio.get_running_loop()
         return loop
+
+    def deadlines(self) -> Deadlines:
+        """The loop's time-outs of MTA connections and child links (one loop timer)."""
+        return deadlines_of(self.event_loop())
+
+
+def _body_factory(generation: Generation) -> Callable[[], SpooledBody]:
+    return functools.partial(SpooledBody, generation.manager.body_memory_limit)
 
 
 def _same_connections(old: Generation, new: Generation) -> bool:
@@ -171,18 +186,40 @@ _BACKLOG_LIMIT = 32
 class MtaProtocol(asyncio.Protocol):
     """One MTA connection: decodes its commands, feeds the engine, carries out its outputs."""
 
+    # slots: ~64 bytes less per connection than an instance dict's values
+    __slots__ = (
+        "_deadlines",
+        "_decoder",
+        "_drained_pending",
+        "_early",
+        "_generation",
+        "_idle_timeout",
+        "_last_input",
+        "_links",
+        "_loop",
+        "_reading_paused",
+        "_session",
+        "_session_id",
+        "_started",
+        "_started_session",
+        "_state",
+        "_transport",
+        "_writing_paused",
+        "watched",
+    )
+
     def __init__(self, state: ServerState) -> None:
         self._state = state
         self._transport: asyncio.Transport | None = None
         # the session itself (_session, _links, _decoder, _loop) starts in _start, once a
         # connection slot is free, with the generation current then
         self._started_session = False
-        self._early: list[bytes] = []  # what came while waiting for a slot
+        self._early: list[bytes] | None = None  # what came while waiting for a slot
         self._reading_paused = False
         self._writing_paused = False  # the MTA does not read what we send
         self._drained_pending = False  # the engine waits for mta_drained()
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._idle_timeout = 0.0
+        self.watched = 0.0  # its idle time-out's entry in the loop's Deadlines
+        self._idle_timeout = 0.0  # 0: none
         self._last_input = 0.0
         self._session_id = 0
         self._started = 0.0
@@ -207,7 +244,6 @@ class MtaProtocol(asyncio.Protocol):
         generation = state.generation
         manager = generation.manager
         self._decoder = Decoder(Direction.COMMANDS, manager.max_packet_size)
-        limit = manager.body_memory_limit
         loop = self._loop = state.event_loop()
         state.active += 1
         state.idle.clear()
@@ -218,7 +254,7 @@ class MtaProtocol(asyncio.Protocol):
         self._session = Session(
             generation.children,
             generation.session_settings,
-            body_factory=lambda: SpooledBody(limit),
+            body_factory=state.body_factory,
             facts=facts,
             links=self._kept_link if reuse else None,
         )
@@ -226,8 +262,7 @@ class MtaProtocol(asyncio.Protocol):
             ChildLink(
                 i,
                 milter,
-                self._child_reply,
-                self._child_failed,
+                self,
                 manager.max_packet_size,
                 self._session.conversations[i],
                 loop,
@@ -240,7 +275,8 @@ class MtaProtocol(asyncio.Protocol):
         if timeout > 0:
             self._idle_timeout = timeout
             self._last_input = loop.time()
-            self._idle_timer = loop.call_at(self._last_input + timeout, self._idle_check)
+            self._deadlines = state.deadlines()
+            self._deadlines.watch(self, self._last_input + timeout)
 
     def _begin(self) -> None:
         state = self._state
@@ -251,32 +287,40 @@ class MtaProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._started_session:
-            self._early.append(data)  # raced the pause: keep it for when the session starts
+            # raced the pause: keep it for when the session starts
+            if self._early is None:
+                self._early = []
+            self._early.append(data)
             return
         session = self._session
         if session.finished:
             return  # after QUIT: nothing more to read, and nothing kept
-        if self._idle_timer is not None:
+        if self._idle_timeout:
             self._last_input = self._loop.time()
         decoder = self._decoder
-        decoder.receive_data(data)
+        try:
+            commands = decoder.feed(data)
+        except ProtocolError as error:
+            self._protocol_error(error)
+            return
         while True:
-            try:
-                commands = decoder.messages()
-            except ProtocolError as error:
-                self._state.recorder.mta_error(
-                    self._session_id, f"protocol error from MTA: {error}"
-                )
-                self.close_mta()
-                return
             for command in commands:
                 self._carry_out(session.from_mta(command))  # type: ignore[arg-type]
                 if session.finished:
                     return  # closed when the session's end was recorded
             if decoder.error is None:
                 break
+            try:  # good commands came before the error: it is raised now
+                commands = decoder.messages()
+            except ProtocolError as error:
+                self._protocol_error(error)
+                return
         if session.backlog > _BACKLOG_LIMIT:
             self._pause_reading()
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        self._state.recorder.mta_error(self._session_id, f"protocol error from MTA: {error}")
+        self.close_mta()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -313,17 +357,16 @@ class MtaProtocol(asyncio.Protocol):
         elif not self._session.finished:
             self._carry_out(self._session.mta_drained())
 
-    def _idle_check(self) -> None:
-        """Close an MTA connection silent for mta_idle_timeout while mmd waits for it."""
-        self._idle_timer = None
+    def deadline_reached(self) -> None:
+        """Close an MTA connection silent for mta_idle_timeout while mmd waits for it
+        (called by the loop's Deadlines)."""
         if self._session.finished or self._transport is None or self._transport.is_closing():
             return
         loop = self._loop
         deadline = self._last_input + self._idle_timeout
         if loop.time() < deadline or not self._session.waiting_for_mta:
             # bytes came in the meantime, or children are still working: look again later
-            later = max(deadline, loop.time() + 1.0)
-            self._idle_timer = loop.call_at(later, self._idle_check)
+            self._deadlines.watch(self, max(deadline, loop.time() + 1.0))
             return
         self._state.recorder.mta_error(
             self._session_id,
@@ -339,9 +382,8 @@ class MtaProtocol(asyncio.Protocol):
                 state.waiting.remove(self)
             self._transport = None
             return
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        if self.watched:
+            self._deadlines.forget(self)
         if not self._session.finished:
             self._carry_out(self._session.mta_closed())
         for link in self._links:
@@ -353,7 +395,7 @@ class MtaProtocol(asyncio.Protocol):
             waiting = state.waiting.popleft()
             if waiting._transport is not None and not waiting._transport.is_closing():
                 waiting._start()
-                for data in waiting._early:
+                for data in waiting._early or ():
                     waiting.data_received(data)
                 waiting._transport.resume_reading()
                 break
@@ -375,12 +417,12 @@ class MtaProtocol(asyncio.Protocol):
         self._links[index].adopt(parked)
         return parked.options
 
-    def _child_reply(self, index: int, reply: m.ReplyMessage) -> None:
+    def child_reply(self, index: int, reply: m.ReplyMessage) -> None:
         self._carry_out(self._session.from_child(index, reply))
         if self._reading_paused:
             self._maybe_resume_reading()
 
-    def _child_failed(self, index: int, reason: str) -> None:
+    def child_failed(self, index: int, reason: str) -> None:
         # logged as an error when the engine reports the child's end (ChildFinished.failed),
         # like the failures only the engine sees (a reply that breaks the protocol)
         self._carry_out(self._session.child_failed(index, reason))
@@ -402,7 +444,19 @@ class MtaProtocol(asyncio.Protocol):
         # square of its size), so the order of writes across peers stays the engine's.
         # The engine sends at most a window of body chunks before a Drain, so a list
         # holds a few chunks at most.
+        if not actions:
+            return  # a reply while others are still due: the most common case
         links = self._links
+        if len(actions) == 1:
+            action = actions[0]
+            if type(action) is ToChild:  # the next command of an end-of-message replay
+                message = action.message
+                links[action.index].send(
+                    _CONSTANT.get(type(message)) or encode(message),
+                    action.expect_reply,
+                    action.stage,
+                )
+                return
         held = _NOBODY  # whose packets wait for a neighbour: a child's index or _MTA
         held_parts: list[bytes] = []
         held_stage = Stage.NEGOTIATE

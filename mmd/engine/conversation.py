@@ -126,9 +126,11 @@ class ChildConversation:
         self.awaiting: Stage | None = None  # the stage whose reply is due
         self.draining = False  # commands without replies wait for its socket to take them
         # its end-of-message changes, applied only once its verdict came (a child that
-        # fails half-way gets none of them through)
-        self.changes: list[m.Modification] = []
-        self.extra_macros: dict[bytes, tuple[tuple[str, str], ...]] = {}
+        # fails half-way gets none of them through); a list only once it has one, and the
+        # conditions' macros a dict only once there are some: most connections never need
+        # either, and a thousand idle ones would hold both empty
+        self.changes: list[m.Modification] | tuple[()] = ()
+        self.extra_macros: dict[bytes, tuple[tuple[str, str], ...]] | None = None
         # connection reuse (mmd.engine.reuse): the OPTNEG the connection keeps, when it
         # may serve another session, and where the child's libmilter state stands
         self.options: NegotiatedOptions | None = None
@@ -143,6 +145,13 @@ class ChildConversation:
     def name(self) -> str:
         """The child's configured name (logs and records)."""
         return self.settings.name
+
+    def hold_change(self, change: m.Modification) -> None:
+        """Keep an end-of-message change until its verdict (``changes``)."""
+        if self.changes:
+            self.changes.append(change)
+        else:
+            self.changes = [change]
 
     def in_connection(self) -> bool:
         """Still part of the SMTP connection (not failed, accepted or kept out)."""
@@ -280,19 +289,19 @@ class ChildConversation:
         self.in_transaction = False
         self.reason = reason
         self.result = self.settings.fallback
-        self.changes.clear()
+        self.changes = ()
         return waiting_on, draining
 
     def new_message(self) -> None:
         """A new message begins: every child still in the connection takes part again."""
         self.message_left = None
         self.body_skipped = False
-        self.changes.clear()
+        self.changes = ()
 
     def new_connection(self) -> None:
         """QUIT_NC: a new SMTP session on the same MTA connection."""
         self.connection_left = None
-        self.extra_macros = {}
+        self.extra_macros = None
         self.reported = self.failed
         self.result = Verdict.NO_CHANGE
         self.reason = ""

@@ -15,8 +15,12 @@ from mmd.engine.reuse import NegotiatedOptions
 from mmd.engine.stages import Stage
 from mmd.protocol import messages as m
 
+# The two made for nearly every packet (about 70 per session) are not frozen: a frozen
+# dataclass sets each field through object.__setattr__, four times the cost to make
+# (0.42 against 0.10 µs). They are immutable by convention, as the others by force.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class ToChild:
     """A packet for child ``index``; ``expect_reply`` arms its reply timeout for ``stage``."""
 
@@ -26,7 +30,7 @@ class ToChild:
     stage: Stage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToMta:
     """A packet for the MTA."""
 

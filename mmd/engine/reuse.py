@@ -52,11 +52,24 @@ class NegotiatedOptions:
         return answer == self.answer
 
 
+# the options seen last, newest first: a child answers every connection alike, so every
+# connection to it shares one NegotiatedOptions (and its two Negotiate) rather than
+# holding its own; a handful, to stay cheap to search
+_SEEN: list[NegotiatedOptions] = []
+_SEEN_KEPT = 8
+
+
 def reusable(offer: m.Negotiate, answer: m.Negotiate) -> NegotiatedOptions | None:
     """The options to keep with the connection, or None: only protocol 6 knows QUIT_NC."""
     if offer.version < QUIT_NC_VERSION or answer.version < QUIT_NC_VERSION:
         return None
-    return NegotiatedOptions(offer, answer)
+    for seen in _SEEN:
+        if seen.answer == answer and seen.offer == offer:
+            return seen
+    options = NegotiatedOptions(offer, answer)
+    _SEEN.insert(0, options)
+    del _SEEN[_SEEN_KEPT:]
+    return options
 
 
 # the stages whose answer may leave libmilter where QUIT_NC is honoured

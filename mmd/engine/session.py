@@ -63,7 +63,6 @@ Rules (reference-behaviour.md §2–§3), all in this file unless named:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -123,6 +122,11 @@ _FAMILIES = {
 _MESSAGE_STAGES = (Stage.HEADER, Stage.END_OF_HEADERS, Stage.BODY, Stage.END_OF_MESSAGE)
 _MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 
+# a macro's name without braces, as the conditions read it: one string per name, not one
+# per session; bounded, the names come from the MTA
+_BARE_NAMES: dict[str, str] = {}
+_BARE_NAMES_KEPT = 512
+
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
 # what the adapter offers for connection reuse: a kept connection to child ``index``
@@ -178,7 +182,9 @@ class Session:
         self._body_factory = body_factory
         self.transaction = Transaction(self.facts, body_factory)
         self._phase = Phase.NEW
-        self._queue: deque[m.CommandMessage] = deque()
+        # FIFO lists rather than deques: a deque costs ~620 bytes even empty, and these hold
+        # a few entries at most (a pipelining MTA's backlog is bounded by the adapter)
+        self._queue: list[m.CommandMessage] = []
         self._out: list[Output] = []
         self._offer: m.Negotiate | None = None
         self._child_offer: m.Negotiate | None = None
@@ -195,7 +201,7 @@ class Session:
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
         # end-of-message: children one after another, then the MTA's answer
-        self._replay_queue: deque[ChildConversation] = deque()
+        self._replay_queue: list[ChildConversation] = []
         self._replaying: ChildConversation | None = None
         self._script: Script | None = None
         self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
@@ -353,7 +359,8 @@ class Session:
 
     def _send_macros(self, child: ChildConversation, code: bytes) -> None:
         macro = self._macros.get(code)
-        extra = child.extra_macros.get(code)
+        extras = child.extra_macros
+        extra = extras.get(code) if extras else None
         if extra:
             pairs = macro.macros + extra if macro is not None else extra
             self._out.append(ToChild(child.index, m.Macro(code, pairs), False, self._stage))
@@ -364,13 +371,19 @@ class Session:
     def _drain(self) -> None:
         queue = self._queue
         while queue and self._phase in READY:
-            self._handle(queue.popleft())
+            self._handle(queue.pop(0))
 
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
             self._macros[message.command] = message
+            macros = self.facts.macros
             for name, value in message.macros:
-                self.facts.macros[name.strip("{}")] = value
+                bare = _BARE_NAMES.get(name)
+                if bare is None:
+                    bare = name.strip("{}")
+                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
+                        _BARE_NAMES[name] = bare
+                macros[bare] = value
         elif isinstance(message, m.Negotiate):
             if self._offer is not None:
                 self._violation("a second option negotiation (OPTNEG)")
@@ -440,6 +453,7 @@ class Session:
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
         merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
+        self._answers.clear()  # the connections hold what they need (ChildConversation)
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)
@@ -504,7 +518,9 @@ class Session:
         if not conditions:
             return True
         code = macro_code(stage)
-        child.extra_macros.pop(code, None)
+        extras = child.extra_macros
+        if extras:
+            extras.pop(code, None)
         for condition in conditions:
             decision = condition.decide(stage, self.facts)
             if decision is None:
@@ -514,7 +530,9 @@ class Session:
                 self._out.append(ConditionSkipped(child.index, child.name, stage, decision.reason))
                 return False
             if decision.macros:
-                child.extra_macros[code] = child.extra_macros.get(code, ()) + decision.macros
+                if extras is None:
+                    extras = child.extra_macros = {}
+                extras[code] = extras.get(code, ()) + decision.macros
         return True
 
     def _on_envelope_reply(
@@ -606,12 +624,12 @@ class Session:
             return
         self._move(Trigger.END_OF_MESSAGE)
         transaction.begin_replay()
-        self._replay_queue = deque(c for c in self.conversations if c.in_message())
+        self._replay_queue = [c for c in self.conversations if c.in_message()]
         self._next_child()
 
     def _next_child(self) -> None:
         while self._replay_queue:
-            child = self._replay_queue.popleft()
+            child = self._replay_queue.pop(0)
             if not child.in_message() or not self._applies_to_message(child):
                 continue
             self._replaying = child
@@ -688,9 +706,11 @@ class Session:
         self._verdicts.append(verdict)
         if verdict is Verdict.ACCEPT:
             child.message_left = Left.ACCEPTED
-        for change in child.changes:
-            self._apply(child, change)
-        child.changes.clear()
+        changes = child.changes
+        if changes:
+            child.changes = ()
+            for change in changes:
+                self._apply(child, change)
         self._child_done_with_message(child)
 
     def _child_done_with_message(self, child: ChildConversation) -> None:
@@ -706,7 +726,7 @@ class Session:
     def _hold(self, child: ChildConversation, change: m.Modification) -> None:
         """Keep a change until the child's verdict; a new body goes to its own store."""
         if not isinstance(change, m.ReplaceBody):
-            child.changes.append(change)
+            child.hold_change(change)
             return
         try:
             self.transaction.hold_body(child.index, change.chunk)

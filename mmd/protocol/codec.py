@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from mmd.protocol.constants import (
@@ -192,6 +193,8 @@ def _parse_negotiate(data: bytearray) -> Negotiate:
     if size < _OPTNEG.size:
         raise _Bad(f"short OPTNEG: {size} bytes, need {_OPTNEG.size}")
     version, actions, steps = _OPTNEG.unpack_from(data)
+    if size == _OPTNEG.size:  # no symbol lists (every OPTNEG but a few children's answers)
+        return Negotiate(version, Action(actions), Step(steps), _NO_LISTS)
     lists: dict[MacroStage, str] = {}
     pos = _OPTNEG.size
     while pos < size:
@@ -208,15 +211,44 @@ def _parse_negotiate(data: bytearray) -> Negotiate:
     return Negotiate(version, Action(actions), Step(steps), lists)
 
 
+# Macro names come again in every session (j, {daemon_name}, {client_addr}, ...), and many
+# values too: {daemon_name}, v, {tls_version}, {cipher}, {mail_mailer} are the same on a
+# server for nearly every session. Each name keeps the (name, value) pair seen last, and a
+# pair equal to it is that very object, not a new one per session (a thousand idle
+# sessions held eight names, values and pairs each). What comes from the network is
+# bounded: names past _NAMES_KEPT and values longer than _VALUE_KEPT are not kept.
+_LAST_PAIRS: dict[str, tuple[str, str]] = {}
+_NAMES_KEPT = 512
+_VALUE_KEPT = 128
+
+
+def _macro_pairs(parts: list[str]) -> tuple[tuple[str, str], ...]:
+    last = _LAST_PAIRS
+    pairs = []
+    for i in range(0, len(parts), 2):
+        name = parts[i]
+        value = parts[i + 1]
+        pair = last.get(name)
+        if pair is None:
+            pair = (name, value)
+            if len(last) < _NAMES_KEPT and len(value) <= _VALUE_KEPT:
+                last[name] = pair
+        elif pair[1] != value:
+            pair = (pair[0], value)  # the name kept, a new value
+            if len(value) <= _VALUE_KEPT:
+                last[name] = pair
+        pairs.append(pair)
+    return tuple(pairs)
+
+
 def _parse_macro(data: bytearray) -> Macro:
     if not data:
         raise _Bad("missing command letter")
-    command = bytes(data[:1])
+    command = _COMMAND_LETTERS.get(data[0]) or bytes(data[:1])
     parts = _strings(data[1:], 0, 1 << 62, "macro names and values")
     if len(parts) % 2:
         raise _Bad(f"macro {parts[-1]!r} has no value")
-    it = iter(parts)
-    return Macro(command, tuple(zip(it, it, strict=True)), _packet(b"D", bytes(data)))
+    return Macro(command, _macro_pairs(parts), _HEAD.pack(len(data) + 1, b"D") + data)
 
 
 def _parse_connect(data: bytearray) -> Connect:
@@ -334,7 +366,14 @@ def _parse_set_symbol_list(data: bytearray) -> SetSymbolList:
 _Parser = Callable[[bytearray], Message]
 
 _STAGES: Final[dict[int, MacroStage]] = {int(s): s for s in MacroStage}
+# an OPTNEG without symbol lists: one shared, read-only empty mapping
+_NO_LISTS: Final[Mapping[MacroStage, str]] = MappingProxyType({})
+# a macro's command letter as one bytes object per letter, not one per packet
+_COMMAND_LETTERS: Final[dict[int, bytes]] = {code: bytes((code,)) for code in range(128)}
 _FAMILIES: Final[dict[int, Family]] = {f.value[0]: f for f in Family}
+
+# a decoder's buffer while nothing waits in it: shared, never written (receive_data)
+_NO_BYTES: Final = bytearray()
 
 # Packets without data: one shared instance each.
 _BARE_COMMANDS: Final[dict[int, Message]] = {
@@ -354,6 +393,13 @@ _BARE_REPLIES: Final[dict[int, Message]] = {
     Reply.PROGRESS[0]: Progress(),
     Reply.CONNECTION_FAIL[0]: ConnectionFail(),
     Reply.SHUTDOWN[0]: Shutdown(),
+}
+# the same as whole packets (length 1, the code): Decoder.feed's lookup
+_BARE_COMMAND_PACKETS: Final[dict[bytes, Message]] = {
+    b"\0\0\0\1" + bytes((code,)): message for code, message in _BARE_COMMANDS.items()
+}
+_BARE_REPLY_PACKETS: Final[dict[bytes, Message]] = {
+    b"\0\0\0\1" + bytes((code,)): message for code, message in _BARE_REPLIES.items()
 }
 
 _COMMAND_PARSERS: Final[dict[int, _Parser]] = {
@@ -392,7 +438,17 @@ _REPLY_PARSERS: Final[dict[int, _Parser]] = {
 class Decoder:
     """Turns the byte stream of one connection into messages, one at a time."""
 
-    __slots__ = ("_bare", "_buf", "_error", "_kind", "_limit", "_parsers", "_pos", "direction")
+    __slots__ = (
+        "_bare",
+        "_bare_packets",
+        "_buf",
+        "_error",
+        "_kind",
+        "_limit",
+        "_parsers",
+        "_pos",
+        "direction",
+    )
 
     def __init__(
         self, direction: Direction, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
@@ -401,13 +457,15 @@ class Decoder:
             raise ValueError(f"max_packet_size must be at least 1, got {max_packet_size}")
         self.direction = direction
         self._limit = max_packet_size
-        self._buf = bytearray()
+        self._buf = _NO_BYTES  # a bytearray of its own once bytes wait in it
         self._pos = 0
         self._error: ProtocolError | None = None
         if direction is Direction.COMMANDS:
             self._parsers, self._bare, self._kind = _COMMAND_PARSERS, _BARE_COMMANDS, "command"
+            self._bare_packets = _BARE_COMMAND_PACKETS
         else:
             self._parsers, self._bare, self._kind = _REPLY_PARSERS, _BARE_REPLIES, "reply"
+            self._bare_packets = _BARE_REPLY_PACKETS
 
     @property
     def pending_bytes(self) -> int:
@@ -419,12 +477,27 @@ class Decoder:
         if self._error is not None:
             raise self._error
         buf = self._buf
+        if buf is _NO_BYTES:
+            self._buf = bytearray(data)
+            return
         if self._pos:
             # Drop what was consumed in one go; deleting from the front of a
             # bytearray only moves its start, so this stays linear overall.
             del buf[: self._pos]
             self._pos = 0
         buf += data
+
+    def feed(self, data: bytes) -> list[Message]:
+        """``receive_data`` and ``messages`` in one call (the adapters' form). A lone
+        packet without data (continue, accept, end-of-header, ...) on an empty buffer is
+        looked up as it is, without going through the buffer: most of the replies in a
+        session come so, one per read."""
+        if len(data) == 5 and not self._buf and type(data) is bytes and self._error is None:
+            bare = self._bare_packets.get(data)
+            if bare is not None:
+                return [bare]
+        self.receive_data(data)
+        return self._decode(-1)
 
     def next_message(self) -> Message | None:
         """The next complete message, or None if more bytes are needed."""
@@ -479,6 +552,11 @@ class Decoder:
             except _Bad as exc:
                 return self._failed(found, MalformedPacket(bytes((code,)), str(exc)))
             pos = end
+        if pos == size and size:
+            # all taken: let the buffer go now rather than at the next read (an idle
+            # connection would hold its last packets, and an empty bytearray each)
+            self._buf = _NO_BYTES
+            self._pos = 0
         return found
 
     @property

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mmd.adapters.child_pool import ChildPool, ParkedLink
-from mmd.adapters.children import ChildLink
+from mmd.adapters.child_pool import ChildPool, ChildSocket, ParkedLink
+from mmd.adapters.children import Callbacks, ChildLink
 from mmd.adapters.server import Generation, MtaProtocol, ServerState
 from mmd.config.model import ManagerConfig, MilterConfig
 from mmd.engine import ChildSettings, SessionSettings
@@ -166,6 +166,24 @@ def test_one_connection_serves_every_session(tmp_path: Path) -> None:
     asyncio.run(with_world(tmp_path, child, run))
 
 
+def test_a_kept_connection_keeps_its_protocol_object(tmp_path: Path) -> None:
+    # the pool and the sessions take turns on the one ChildSocket: uvloop's set_protocol
+    # would restart reading, which costs libuv a failed epoll_ctl ADD and a MOD each time
+    child = FakeChild()
+
+    async def run(state: ServerState, session: Callable[[], Awaitable[list[str]]]) -> None:
+        protocols = []
+        for _ in range(3):
+            assert await session() == FULL
+            (parked,) = state.pool._idle[0]
+            protocols.append(parked.transport.get_protocol())
+            assert getattr(protocols[-1], "user", None) is parked
+        assert type(protocols[0]) is ChildSocket
+        assert protocols[0] is protocols[1] is protocols[2]
+
+    asyncio.run(with_world(tmp_path, child, run))
+
+
 def test_reuse_off_connects_per_session(tmp_path: Path) -> None:
     child = FakeChild()
 
@@ -300,8 +318,13 @@ def test_pool_keeps_no_more_than_its_bound(tmp_path: Path) -> None:
 
 
 class SettableTransport(RecordingTransport):
+    protocol: asyncio.BaseProtocol | None = None
+
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol  # type: ignore[return-value]  # None: not set yet
 
     def is_closing(self) -> bool:
         return False
@@ -312,7 +335,8 @@ def kept_link_after(sent: int) -> tuple[list[str], list[bytes]]:
     it reports, and what it wrote."""
     failures: list[str] = []
     config = MilterConfig("fake", "unix:/nonexistent/child.sock")
-    link = ChildLink(0, config, lambda i, r: None, lambda i, why: failures.append(why), 1 << 20)
+    link = ChildLink(0, config, Callbacks(lambda i, r: None, lambda i, why: failures.append(why)),
+                     1 << 20)
     transport = SettableTransport()
     pool = ChildPool(None, 1, 60.0)
     options = NegotiatedOptions(MTA_OFFER, m.Negotiate(6, ALL_ACTIONS, Step(0)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mmd.adapters.children import ChildLink
+from mmd.adapters.children import Callbacks, ChildLink
 from mmd.config.model import MilterConfig
 from mmd.engine.conversation import ChildConversation, ChildSettings
 from mmd.engine.stages import Stage
@@ -18,8 +18,9 @@ def linked(conversation: ChildConversation, failures: list[str],
            replies: list[m.ReplyMessage]) -> ChildLink:
     config = MilterConfig(name="child", connection_spec="unix:/nowhere",
                           reading_timeout=0.05, end_of_message_timeout=0.15)
-    link = ChildLink(0, config, lambda index, reply: replies.append(reply),
-                     lambda index, reason: failures.append(reason), 65536, conversation)
+    link = ChildLink(0, config, Callbacks(lambda index, reply: replies.append(reply),
+                                          lambda index, reason: failures.append(reason)),
+                     65536, conversation)
     link.connection_made(RecordingTransport())
     return link
 

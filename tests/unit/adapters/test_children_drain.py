@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from mmd.adapters.children import ChildLink
+from mmd.adapters.children import Callbacks, ChildLink
 from mmd.config.model import MilterConfig
 from tests.support.transport import RecordingTransport
 
 
 def link() -> ChildLink:
     child = ChildLink(3, MilterConfig(name="child", connection_spec="unix:/nowhere"),
-                      lambda index, reply: None, lambda index, reason: None, 65536)
+                      Callbacks(lambda index, reply: None, lambda index, reason: None), 65536)
     child.connection_made(RecordingTransport())
     return child
 

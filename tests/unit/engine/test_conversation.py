@@ -137,7 +137,7 @@ def test_failing_gives_back_what_it_owed_and_records_the_fallback_once() -> None
     child.awaiting = Stage.RCPT
     child.last_stage = Stage.RCPT
     child.in_transaction = True
-    child.changes.append(m.AddHeader("X", "1"))
+    child.hold_change(m.AddHeader("X", "1"))
     assert child.fail("timeout") == (Stage.RCPT, False)
     assert child.failed and not child.in_transaction and not child.changes
     record = child.record()

@@ -511,9 +511,12 @@ def split_points(data: st.DataObject, size: int) -> list[int]:
     return sorted(set(cuts))
 
 
-def stream_property(direction: Direction, strategy: st.SearchStrategy[Message]) -> Callable[
-    [st.DataObject], None
-]:
+def stream_property(
+    direction: Direction, strategy: st.SearchStrategy[Message], fed: bool = False
+) -> Callable[[st.DataObject], None]:
+    """``fed``: each piece through ``Decoder.feed`` (the adapters' way), else through
+    ``receive_data`` and ``next_message``."""
+
     def check(data: st.DataObject) -> None:
         messages = data.draw(st.lists(strategy, max_size=12))
         stream = encode_many(messages)
@@ -521,6 +524,9 @@ def stream_property(direction: Direction, strategy: st.SearchStrategy[Message]) 
         decoder = Decoder(direction)
         got: list[Message] = []
         for start, end in itertools.pairwise(cuts):
+            if fed:
+                got += decoder.feed(stream[start:end])
+                continue
             decoder.receive_data(stream[start:end])
             while (message := decoder.next_message()) is not None:
                 got.append(message)
@@ -540,6 +546,26 @@ def test_any_split_of_a_reply_stream_decodes_the_same(data: st.DataObject) -> No
     stream_property(R, replies)(data)
 
 
+@given(st.data())
+def test_any_split_of_a_command_stream_fed_decodes_the_same(data: st.DataObject) -> None:
+    stream_property(C, commands, fed=True)(data)
+
+
+@given(st.data())
+def test_any_split_of_a_reply_stream_fed_decodes_the_same(data: st.DataObject) -> None:
+    stream_property(R, replies, fed=True)(data)
+
+
+def test_a_bare_packet_after_a_partial_one_is_not_taken_on_its_own() -> None:
+    decoder = Decoder(R)
+    assert decoder.feed(b"\0\0\0\x06y") == []  # a reply code packet, 5 bytes to come
+    with pytest.raises(MalformedPacket, match="reply text"):  # its data, not a continue
+        decoder.feed(b"\0\0\0\1c")
+    assert Decoder(R).feed(b"\0\0\0\1c") == [Continue()]
+    with pytest.raises(MalformedPacket, match="unknown command"):  # no such bare command
+        Decoder(C).feed(b"\0\0\0\1c")
+
+
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_give_messages_none_or_a_protocol_error(stream: bytes) -> None:
     """Garbage never escapes as anything but ProtocolError (no IndexError, struct.error...)."""
@@ -551,3 +577,30 @@ def test_arbitrary_bytes_give_messages_none_or_a_protocol_error(stream: bytes) -
                 pass
         except ProtocolError:
             pass
+
+
+def test_macro_pairs_seen_before_are_shared_not_made_again() -> None:
+    first = decode_all(C, encode(Macro(b"C", (("{daemon_name}", "smtpd"), ("_", "a [192.0.2.1]")))))
+    again = decode_all(C, encode(Macro(b"C", (("{daemon_name}", "smtpd"), ("_", "b [192.0.2.2]")))))
+    assert isinstance(first[0], Macro) and isinstance(again[0], Macro)
+    assert again[0].macros == (("{daemon_name}", "smtpd"), ("_", "b [192.0.2.2]"))
+    assert again[0].macros[0] is first[0].macros[0]  # the same value: the same pair
+    assert again[0].macros[1][0] is first[0].macros[1][0]  # a new value: the same name
+    long = "x" * 1000  # not kept: a long value would stay in memory
+    one, two = (decode_all(C, encode(Macro(b"M", (("{mail_addr}", long),)))) for _ in range(2))
+    assert one == two
+    assert isinstance(one[0], Macro) and isinstance(two[0], Macro)
+    assert one[0].macros[0] is not two[0].macros[0]
+
+
+def test_decoders_at_rest_share_no_bytes() -> None:
+    from mmd.protocol import codec
+
+    first, second = Decoder(R), Decoder(R)
+    wire = encode(ReplaceBody(b"x" * 100))
+    assert first.feed(wire[:50]) == []  # half a packet: it has a buffer of its own now
+    assert second.pending_bytes == 0 and not codec._NO_BYTES
+    assert first.feed(wire[50:]) == [ReplaceBody(b"x" * 100)]
+    assert first.pending_bytes == 0 and not codec._NO_BYTES
+    first.receive_data(wire[:10])
+    assert first.pending_bytes == 10 and second.pending_bytes == 0
