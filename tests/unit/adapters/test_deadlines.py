@@ -106,3 +106,34 @@ async def after_a_broken_owner() -> list[str]:
 
 def test_an_owner_that_raises_does_not_stop_the_others() -> None:
     assert asyncio.run(after_a_broken_owner()) == ["broken", "later", "same time"]
+
+
+def _fire_timers(loop: asyncio.AbstractEventLoop, deadlines: Deadlines) -> int:
+    """Loop timers pending for ``deadlines`` (asyncio's own loop keeps them in _scheduled)."""
+    scheduled = loop._scheduled  # type: ignore[attr-defined]
+    return sum(1 for h in scheduled if not h.cancelled() and h._callback == deadlines._fire)
+
+
+async def timers_after_rewatching() -> list[int]:
+    loop = asyncio.get_running_loop()
+    deadlines = deadlines_of(loop)  # the one Owner watches again on
+    calls: list[tuple[str, float]] = []
+    start = loop.time()
+    owners = [Owner(str(n), calls, loop) for n in range(3)]
+    deadlines.watch(owners[0], start + 0.01)
+    deadlines.watch(owners[1], start + 0.02)
+    deadlines.watch(owners[2], start + 3600)
+    counts = []
+    for owner in owners[:2]:
+        owner.again = 0.5  # re-watched from inside the heap's own timer callback
+    for _ in range(3):
+        await asyncio.sleep(0.03)
+        counts.append(_fire_timers(loop, deadlines))
+    return counts
+
+
+def test_one_loop_timer_whatever_the_owners_watch_when_called() -> None:
+    """An owner that watches again while called (a read deadline moved since) must not
+    leave a second loop timer behind: each one re-arms itself for good."""
+    assert asyncio.run(timers_after_rewatching()) == [1, 1, 1]
+
