@@ -189,19 +189,21 @@ class Session:
         self._offer: m.Negotiate | None = None
         self._child_offer: m.Negotiate | None = None
         self._links = links
-        self._answers: list[m.Negotiate] = []
+        self._answers: list[m.Negotiate] | None = None  # while negotiating
         self._mta_steps = 0  # Step bits negotiated with the MTA, as a plain int
         self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
         # the stage being answered
         self._stage = Stage.NEGOTIATE
         self._waiting = 0
         self._verdicts: list[Verdict] = []
-        self._reply_codes: list[m.ReplyCode] = []
-        self._owed: list[Verdict] = []
+        # the lists below are made when something goes in: most stages of most sessions
+        # have no reply code and owe nothing, and a thousand idle connections held both
+        self._reply_codes: list[m.ReplyCode] | None = None
+        self._owed: list[Verdict] | None = None
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
         # end-of-message: children one after another, then the MTA's answer
-        self._replay_queue: list[ChildConversation] = []
+        self._replay_queue: list[ChildConversation] | None = None
         self._replaying: ChildConversation | None = None
         self._script: Script | None = None
         self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
@@ -432,7 +434,7 @@ class Session:
             if kept is not None:
                 # a kept connection: libmilter holds to its first OPTNEG, asked no more
                 child.resume(kept, int(offer.actions))
-                self._answers.append(kept.answer)
+                self._answer_received(kept.answer)
             else:
                 self._send(child, child_offer, Stage.NEGOTIATE, expect_reply=True)
         self._waiting = sum(1 for c in self.conversations if c.awaiting is Stage.NEGOTIATE)
@@ -445,15 +447,21 @@ class Session:
         assert isinstance(reply, m.Negotiate)
         if self._links is not None and self._child_offer is not None and child.settings.reuse:
             child.options = reusable(self._child_offer, reply)
-        self._answers.append(reply)
+        self._answer_received(reply)
         self._waiting -= 1
         if self._waiting == 0:
             self._finish_negotiation()
 
+    def _answer_received(self, answer: m.Negotiate) -> None:
+        answers = self._answers
+        if answers is None:
+            answers = self._answers = []
+        answers.append(answer)
+
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
-        merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
-        self._answers.clear()  # the connections hold what they need (ChildConversation)
+        merged = merge_answers(self._offer, self._answers or (), self.settings.needed_macros)
+        self._answers = None  # the connections hold what they need (ChildConversation)
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)
@@ -506,9 +514,10 @@ class Session:
     def _begin_stage(self, stage: Stage) -> None:
         self._stage = stage
         self._waiting = 0
-        self._verdicts = self._owed
-        self._owed = []
-        self._reply_codes = []
+        owed = self._owed
+        self._verdicts = owed if owed is not None else []
+        self._owed = None
+        self._reply_codes = None
 
     def _takes_part(self, child: ChildConversation, stage: Stage) -> bool:
         """Whether ``child`` gets ``stage``; asks its conditions first."""
@@ -555,7 +564,7 @@ class Session:
         stage = self._stage
         merged = self._merge(self._children_left_message())
         if not self._mta_steps & BY_STAGE[stage].no_reply:
-            self._out.append(ToMta(reply_for(merged, self._reply_codes)))
+            self._out.append(ToMta(reply_for(merged, self._reply_codes or ())))
         self._move(Trigger.ANSWERED)
         if merged in FINAL_NEGATIVE:
             if stage is Stage.RCPT and merged is not Verdict.DISCARD:
@@ -590,7 +599,7 @@ class Session:
         """The message is over: a fresh transaction, every child takes part again."""
         self.transaction.close()
         self.transaction = Transaction(self.facts, self._body_factory)
-        self._replay_queue.clear()
+        self._replay_queue = None
         self._replaying = None
         self._script = None
         self._answer = None
@@ -628,7 +637,7 @@ class Session:
         self._next_child()
 
     def _next_child(self) -> None:
-        while self._replay_queue:
+        while self._replay_queue:  # emptied (None) when the message ends on the way
             child = self._replay_queue.pop(0)
             if not child.in_message() or not self._applies_to_message(child):
                 continue
@@ -720,7 +729,7 @@ class Session:
         child.draining = False
         self.transaction.settle_body(child.index, child.failed)
         if any(v in FINAL_NEGATIVE for v in self._verdicts):
-            self._replay_queue.clear()
+            self._replay_queue = None
         self._next_child()
 
     def _hold(self, child: ChildConversation, change: m.Modification) -> None:
@@ -747,7 +756,9 @@ class Session:
         transaction = self.transaction
         if merged not in FINAL_NEGATIVE and transaction.quarantine is not None:
             self._quarantined = True
-        self._answer = transaction.answer(merged, self._reply_codes, self.settings.chunk_size)
+        self._answer = transaction.answer(
+            merged, self._reply_codes or (), self.settings.chunk_size
+        )
         self._pump_answer()
 
     def _pump_answer(self) -> None:
@@ -832,7 +843,11 @@ class Session:
         """Record what the child said; returns what it counts as."""
         counted = child.count(stage, verdict)
         if counted is verdict and isinstance(reply, m.ReplyCode):
-            self._reply_codes.append(reply)
+            codes = self._reply_codes
+            if codes is None:
+                self._reply_codes = [reply]
+            else:
+                codes.append(reply)
         return counted
 
     def _fail(self, child: ChildConversation, reason: str) -> None:
@@ -844,7 +859,10 @@ class Session:
         phase = self._phase
         if waiting_on is Stage.NEGOTIATE or phase not in (Phase.ENVELOPE, Phase.REPLAY):
             if fallback is not Verdict.ACCEPT:
-                self._owed.append(fallback)
+                if self._owed is None:
+                    self._owed = [fallback]
+                else:
+                    self._owed.append(fallback)
         else:
             self._verdicts.append(fallback)
         if waiting_on is None:
