@@ -14,10 +14,10 @@ and reports a failure with ``child_failed``; timeouts likewise (the
 
 The session's state is split by lifetime: the ``Session`` is one MTA
 connection (its phase, the command queue, connection facts, negotiation); a
-``Transaction`` (mmd.engine.transaction) is one message and is replaced whole at
-MAIL, ABORT and end-of-message; a ``ChildConversation``
-(mmd.engine.conversation) is one child: its step flags, what it owes, what it
-said. Phase transitions are one table (mmd.engine.phases); ``state`` is the
+``Transaction`` (mmd.engine.transaction) is one message: made at MAIL (or by
+what of a message comes first), let go at ABORT and end-of-message; a
+``ChildConversation`` (mmd.engine.conversation) is one child: its step flags,
+what it owes, what it said. Phase transitions are one table (mmd.engine.phases); ``state`` is the
 current phase.
 
 Rules (reference-behaviour.md §2–§3), all in this file unless named:
@@ -157,12 +157,12 @@ class Session:
         "_script",
         "_session_status",
         "_stage",
+        "_transaction",
         "_verdicts",
         "_waiting",
         "conversations",
         "facts",
         "settings",
-        "transaction",
     )
 
     def __init__(
@@ -180,7 +180,10 @@ class Session:
         # one per child, by index: the adapters read what a child owes from here
         self.conversations = tuple(ChildConversation(i, c) for i, c in enumerate(children))
         self._body_factory = body_factory
-        self.transaction = Transaction(self.facts, body_factory)
+        # the message: made at MAIL (or by whatever of a message the MTA sends first), not
+        # before; an idle connection holds none
+        self._transaction: Transaction | None = None
+        self.facts.reset_message()
         self._phase = Phase.NEW
         # FIFO lists rather than deques: a deque costs ~620 bytes even empty, and these hold
         # a few entries at most (a pipelining MTA's backlog is bounded by the adapter)
@@ -209,6 +212,14 @@ class Session:
         self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
 
     # ------------------------------------------------------------ state
+
+    @property
+    def transaction(self) -> Transaction:
+        """The current message (``Transaction``), made on first use."""
+        transaction = self._transaction
+        if transaction is None:
+            transaction = self._transaction = Transaction(self.facts, self._body_factory)
+        return transaction
 
     @property
     def state(self) -> Phase:
@@ -320,7 +331,7 @@ class Session:
                     self._send(child, m.Abort(), Stage.ABORT)
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self.transaction.close()
+        self._close_transaction()
         self._answer = None
         self._links = None  # the adapter's bound method: no cycle left for the GC
         if done:
@@ -461,7 +472,8 @@ class Session:
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
         merged = merge_answers(self._offer, self._answers or (), self.settings.needed_macros)
-        self._answers = None  # the connections hold what they need (ChildConversation)
+        # the connections hold what they need (ChildConversation)
+        self._answers = self._child_offer = None
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)
@@ -506,7 +518,7 @@ class Session:
         elif isinstance(command, m.Helo):
             facts.helo = command.name
         elif isinstance(command, m.Mail):
-            self._new_transaction()
+            self._new_transaction(mail=True)
             facts.sender = command.args[0].strip("<>") if command.args else ""
         elif isinstance(command, m.Rcpt):
             self.transaction.recipients.append(command.args[0].strip("<>") if command.args else "")
@@ -595,16 +607,26 @@ class Session:
 
     # ------------------------------------------------------------ message stages
 
-    def _new_transaction(self) -> None:
-        """The message is over: a fresh transaction, every child takes part again."""
-        self.transaction.close()
-        self.transaction = Transaction(self.facts, self._body_factory)
+    def _new_transaction(self, mail: bool = False) -> None:
+        """The message is over: a fresh transaction (at MAIL, else made on first use),
+        every child takes part again."""
+        self._close_transaction()
+        if mail:
+            self._transaction = Transaction(self.facts, self._body_factory)
+        else:
+            self.facts.reset_message()  # what a transaction's start does to the facts
         self._replay_queue = None
         self._replaying = None
         self._script = None
         self._answer = None
         for child in self.conversations:
             child.new_message()
+
+    def _close_transaction(self) -> None:
+        transaction = self._transaction
+        if transaction is not None:
+            transaction.close()
+            self._transaction = None
 
     def _buffer(self, message: m.Header | m.EndOfHeaders | m.Body) -> None:
         info = STAGES[type(message)]
@@ -791,7 +813,7 @@ class Session:
             if not child.failed and not self._release(child):
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self.transaction.close()
+        self._close_transaction()
         self._answer = None
         self._links = None  # the adapter's bound method: no cycle left for the GC
         self._finish_session(self._session_status)

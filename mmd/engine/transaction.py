@@ -1,8 +1,8 @@
 """One message of an SMTP session: the ``Transaction``.
 
-The session replaces its transaction whole at MAIL, at ABORT and once a message
-ended (as aiosmtpd's ``Envelope`` sits beside its ``Session``), so nothing of
-one message can leak into the next. It holds what the MTA sent of the message
+The session makes a new transaction at MAIL and lets it go at ABORT and once a
+message ended (as aiosmtpd's ``Envelope`` sits beside its ``Session``), so
+nothing of one message can leak into the next. It holds what the MTA sent of the message
 (sender and recipients as the conditions see them, headers, the body in a
 ``BodyStore``) and what the children made of it: the working headers, a new
 body, a new sender, a quarantine. At the end it turns all that into the MTA's
