@@ -126,6 +126,8 @@ _MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 # per session; bounded, the names come from the MTA
 _BARE_NAMES: dict[str, str] = {}
 _BARE_NAMES_KEPT = 512
+# MACRO packets held before they go into the facts all the same
+_UNMERGED_KEPT = 16
 
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
@@ -142,6 +144,7 @@ class Session:
         "_answers",
         "_body_factory",
         "_child_offer",
+        "_facts",
         "_links",
         "_macros",
         "_mta_steps",
@@ -158,10 +161,10 @@ class Session:
         "_session_status",
         "_stage",
         "_transaction",
+        "_unmerged",
         "_verdicts",
         "_waiting",
         "conversations",
-        "facts",
         "settings",
     )
 
@@ -176,14 +179,14 @@ class Session:
         """``links``: connection reuse is on (mmd.engine.reuse); kept connections come
         from it, and children that may serve another session end with ``ReuseChild``."""
         self.settings = settings or SessionSettings()
-        self.facts = facts or SessionFacts()
+        self._facts = facts or SessionFacts()
         # one per child, by index: the adapters read what a child owes from here
         self.conversations = tuple(ChildConversation(i, c) for i, c in enumerate(children))
         self._body_factory = body_factory
         # the message: made at MAIL (or by whatever of a message the MTA sends first), not
         # before; an idle connection holds none
         self._transaction: Transaction | None = None
-        self.facts.reset_message()
+        self._facts.reset_message()
         self._phase = Phase.NEW
         # FIFO lists rather than deques: a deque costs ~620 bytes even empty, and these hold
         # a few entries at most (a pipelining MTA's backlog is bounded by the adapter)
@@ -195,6 +198,8 @@ class Session:
         self._answers: list[m.Negotiate] | None = None  # while negotiating
         self._mta_steps = 0  # Step bits negotiated with the MTA, as a plain int
         self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
+        # the MTA's MACROs not yet in facts.macros, in the order they came (see ``facts``)
+        self._unmerged: tuple[m.Macro, ...] = ()
         # the stage being answered
         self._stage = Stage.NEGOTIATE
         self._waiting = 0
@@ -218,8 +223,32 @@ class Session:
         """The current message (``Transaction``), made on first use."""
         transaction = self._transaction
         if transaction is None:
-            transaction = self._transaction = Transaction(self.facts, self._body_factory)
+            transaction = self._transaction = Transaction(self._facts, self._body_factory)
         return transaction
+
+    @property
+    def facts(self) -> SessionFacts:
+        """What is known of the SMTP session (``SessionFacts``), for conditions and records.
+
+        The MTA's macros go into ``facts.macros`` when something reads the facts, not as
+        they come: most connections are never asked (no conditions, no record yet), and an
+        idle connection then holds no dict of them (~0.2 kB).
+        """
+        if self._unmerged:
+            self._merge_macros()
+        return self._facts
+
+    def _merge_macros(self) -> None:
+        macros = self._facts.macros
+        for message in self._unmerged:
+            for name, value in message.macros:
+                bare = _BARE_NAMES.get(name)
+                if bare is None:
+                    bare = name.strip("{}")
+                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
+                        _BARE_NAMES[name] = bare
+                macros[bare] = value
+        self._unmerged = ()
 
     @property
     def state(self) -> Phase:
@@ -389,14 +418,9 @@ class Session:
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
             self._macros[message.command] = message
-            macros = self.facts.macros
-            for name, value in message.macros:
-                bare = _BARE_NAMES.get(name)
-                if bare is None:
-                    bare = name.strip("{}")
-                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
-                        _BARE_NAMES[name] = bare
-                macros[bare] = value
+            unmerged = self._unmerged = (*self._unmerged, message)
+            if len(unmerged) >= _UNMERGED_KEPT:  # an MTA sending MACROs and nothing else
+                self._merge_macros()
         elif isinstance(message, m.Negotiate):
             if self._offer is not None:
                 self._violation("a second option negotiation (OPTNEG)")
@@ -509,7 +533,7 @@ class Session:
             self._finish_envelope()
 
     def _learn(self, command: m.CommandMessage) -> None:
-        facts = self.facts
+        facts = self._facts
         if isinstance(command, m.Connect):
             facts.client_name = command.hostname
             facts.client_address = command.address
@@ -542,8 +566,9 @@ class Session:
         extras = child.extra_macros
         if extras:
             extras.pop(code, None)
+        facts = self.facts
         for condition in conditions:
-            decision = condition.decide(stage, self.facts)
+            decision = condition.decide(stage, facts)
             if decision is None:
                 continue
             if not decision.apply:
@@ -612,9 +637,9 @@ class Session:
         every child takes part again."""
         self._close_transaction()
         if mail:
-            self._transaction = Transaction(self.facts, self._body_factory)
+            self._transaction = Transaction(self._facts, self._body_factory)
         else:
-            self.facts.reset_message()  # what a transaction's start does to the facts
+            self._facts.reset_message()  # what a transaction's start does to the facts
         self._replay_queue = None
         self._replaying = None
         self._script = None
@@ -840,8 +865,9 @@ class Session:
         self._finish_session(self._session_status)
         for child in self.conversations:
             child.new_connection()
-        self.facts = SessionFacts(active_sessions=self.facts.active_sessions)
+        self._facts = SessionFacts(active_sessions=self._facts.active_sessions)
         self._macros = {}
+        self._unmerged = ()
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
         self._new_transaction()
