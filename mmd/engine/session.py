@@ -88,7 +88,7 @@ from mmd.engine.stages import BY_STAGE, STAGES, Stage, macro_code
 from mmd.engine.transaction import Transaction
 from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
 from mmd.protocol import messages as m
-from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
+from mmd.protocol.constants import MIN_VERSION, Action, Family, MacroStage, Step
 
 __all__ = ["LinkSource", "Session", "SessionSettings"]
 
@@ -128,6 +128,9 @@ _BARE_NAMES: dict[str, str] = {}
 _BARE_NAMES_KEPT = 512
 # MACRO packets held before they go into the facts all the same
 _UNMERGED_KEPT = 16
+
+# ``_offer`` once the negotiation is over: the MTA's own offer is not needed any more
+_NEGOTIATED = m.Negotiate(0, Action(0), Step(0))
 
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
@@ -496,8 +499,10 @@ class Session:
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
         merged = merge_answers(self._offer, self._answers or (), self.settings.needed_macros)
-        # the connections hold what they need (ChildConversation)
+        # the connections hold what they need (ChildConversation); of the MTA's offer only
+        # that there was one (a second is refused)
         self._answers = self._child_offer = None
+        self._offer = _NEGOTIATED
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)

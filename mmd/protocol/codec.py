@@ -435,37 +435,55 @@ _REPLY_PARSERS: Final[dict[int, _Parser]] = {
 # ---------------------------------------------------------------- decoder
 
 
+class _Tables:
+    """What a decoder looks packets up in, one per direction: a decoder holds one
+    reference rather than five (32 bytes less each, four decoders per MTA connection)."""
+
+    __slots__ = ("bare", "bare_packets", "direction", "kind", "parsers")
+
+    def __init__(
+        self,
+        direction: Direction,
+        parsers: dict[int, _Parser],
+        bare: dict[int, Message],
+        bare_packets: dict[bytes, Message],
+        kind: str,
+    ) -> None:
+        self.direction = direction
+        self.parsers = parsers
+        self.bare = bare
+        self.bare_packets = bare_packets
+        self.kind = kind
+
+
+_COMMAND_TABLES = _Tables(
+    Direction.COMMANDS, _COMMAND_PARSERS, _BARE_COMMANDS, _BARE_COMMAND_PACKETS, "command"
+)
+_REPLY_TABLES = _Tables(
+    Direction.REPLIES, _REPLY_PARSERS, _BARE_REPLIES, _BARE_REPLY_PACKETS, "reply"
+)
+
+
 class Decoder:
     """Turns the byte stream of one connection into messages, one at a time."""
 
-    __slots__ = (
-        "_bare",
-        "_bare_packets",
-        "_buf",
-        "_error",
-        "_kind",
-        "_limit",
-        "_parsers",
-        "_pos",
-        "direction",
-    )
+    __slots__ = ("_buf", "_error", "_limit", "_pos", "_tables")
 
     def __init__(
         self, direction: Direction, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
     ) -> None:
         if max_packet_size < 1:
             raise ValueError(f"max_packet_size must be at least 1, got {max_packet_size}")
-        self.direction = direction
         self._limit = max_packet_size
         self._buf = _NO_BYTES  # a bytearray of its own once bytes wait in it
         self._pos = 0
         self._error: ProtocolError | None = None
-        if direction is Direction.COMMANDS:
-            self._parsers, self._bare, self._kind = _COMMAND_PARSERS, _BARE_COMMANDS, "command"
-            self._bare_packets = _BARE_COMMAND_PACKETS
-        else:
-            self._parsers, self._bare, self._kind = _REPLY_PARSERS, _BARE_REPLIES, "reply"
-            self._bare_packets = _BARE_REPLY_PACKETS
+        self._tables = _COMMAND_TABLES if direction is Direction.COMMANDS else _REPLY_TABLES
+
+    @property
+    def direction(self) -> Direction:
+        """Commands (the MTA's) or replies (a milter's)."""
+        return self._tables.direction
 
     @property
     def max_packet_size(self) -> int:
@@ -498,7 +516,7 @@ class Decoder:
         looked up as it is, without going through the buffer: most of the replies in a
         session come so, one per read."""
         if len(data) == 5 and not self._buf and type(data) is bytes and self._error is None:
-            bare = self._bare_packets.get(data)
+            bare = self._tables.bare_packets.get(data)
             if bare is not None:
                 return [bare]
         self.receive_data(data)
@@ -524,6 +542,7 @@ class Decoder:
         buf = self._buf
         pos = self._pos
         size = len(buf)
+        tables = self._tables
         found: list[Message] = []
         while most and size - pos >= 4:
             (length,) = _UINT32.unpack_from(buf, pos)
@@ -542,15 +561,15 @@ class Decoder:
             self._pos = end
             most -= 1
             if length == 1:
-                bare = self._bare.get(code)
+                bare = tables.bare.get(code)
                 if bare is not None:
                     found.append(bare)
                     pos = end
                     continue
-            parser = self._parsers.get(code)
+            parser = tables.parsers.get(code)
             if parser is None:
                 return self._failed(
-                    found, MalformedPacket(bytes((code,)), f"unknown {self._kind} code")
+                    found, MalformedPacket(bytes((code,)), f"unknown {tables.kind} code")
                 )
             try:
                 found.append(parser(buf[pos + 5 : end]))
