@@ -81,6 +81,24 @@ class _Gone:
 _GONE = _Gone()
 
 
+class _Kept:
+    """What a link on a kept connection (``adopt``) needs besides a fresh one's: its
+    options, QUIT_NC still owed before the first packet, what was sent until its first
+    reply (None once it replied), and the fresh connection's OPTNEG under way after it was
+    lost (retry). An object of its own, made on adopt: most links never need it, and its
+    six slots cost every idle MTA connection's three links ~144 bytes."""
+
+    __slots__ = ("options", "prefix", "renegotiating", "resent", "resent_size", "retried")
+
+    def __init__(self, options: NegotiatedOptions, prefix: bytes) -> None:
+        self.options = options
+        self.prefix = prefix
+        self.resent: list[bytes] | None = []
+        self.resent_size = 0
+        self.renegotiating = False
+        self.retried = False
+
+
 class ChildLink(asyncio.Protocol):
     """One child's socket for one MTA connection: bytes out, replies in, its timeouts."""
 
@@ -95,17 +113,11 @@ class ChildLink(asyncio.Protocol):
         "_done",
         "_kept",
         "_loop",
-        "_max_packet_size",
         "_on_drained",
         "_owner",
         "_pending",
-        "_prefix",
         "_read_deadline",
         "_read_timeout",
-        "_renegotiating",
-        "_resent",
-        "_resent_size",
-        "_retried",
         "_transport",
         "_write_paused",
         "_write_timer",
@@ -142,16 +154,7 @@ class ChildLink(asyncio.Protocol):
         self._done = False  # failed or closed on purpose: report nothing more
         self._write_paused = False
         self._on_drained: DrainedHandler | None = None
-        # a kept connection (adopt): its options, QUIT_NC still owed before the first
-        # packet, what was sent until its first reply (None once it replied), and the
-        # fresh connection's OPTNEG under way after it was lost (retry)
-        self._kept: NegotiatedOptions | None = None
-        self._prefix = b""
-        self._resent: list[bytes] | None = None
-        self._resent_size = 0
-        self._renegotiating = False
-        self._retried = False
-        self._max_packet_size = max_packet_size
+        self._kept: _Kept | None = None  # serving on a kept connection (adopt)
 
     # ------------------------------------------------------------ engine side
 
@@ -160,24 +163,25 @@ class ChildLink(asyncio.Protocol):
         if self._done:
             return
         transport = self._transport
-        resent = self._resent
-        if resent is not None:  # a kept connection that has not answered yet
-            self._resent_size += len(data)
-            if self._resent_size <= _RESEND_LIMIT:
-                resent.append(data)
-            elif self._renegotiating:
+        kept = self._kept
+        if kept is not None and kept.resent is not None:
+            # a kept connection that has not answered yet
+            kept.resent_size += len(data)
+            if kept.resent_size <= _RESEND_LIMIT:
+                kept.resent.append(data)
+            elif kept.renegotiating:
                 self._fail("its kept connection was lost, and more was sent than a new one "
                            "can be given again")
                 return
             else:
-                self._resent = None  # too much to send again: a loss from here is a failure
-            if self._renegotiating:
+                kept.resent = None  # too much to send again: a loss from here is a failure
+            if kept.renegotiating:
                 transport = None  # held until the fresh connection's OPTNEG answer
-            elif self._prefix:
-                data = self._prefix + data
-                self._prefix = b""
+            elif kept.prefix:
+                data = kept.prefix + data
+                kept.prefix = b""
         if transport is None:
-            if not self._renegotiating:
+            if kept is None or not kept.renegotiating:
                 if self._pending is None:
                     self._pending = []
                 self._pending.append(data)
@@ -228,9 +232,7 @@ class ChildLink(asyncio.Protocol):
         transport = parked.transport
         hand_over(transport, self)
         self._transport = transport
-        self._kept = parked.options
-        self._prefix = QUIT_NC if parked.quit_nc else b""
-        self._resent = []
+        self._kept = _Kept(parked.options, QUIT_NC if parked.quit_nc else b"")
 
     def release(
         self, pool: ChildPool, generation: object, options: NegotiatedOptions, quit_nc: bool
@@ -240,8 +242,11 @@ class ChildLink(asyncio.Protocol):
         transport = self._transport
         if self._done or transport is None:
             return
-        quit_nc = quit_nc or bool(self._prefix)  # a kept one untouched still owes it
-        clean = not self._write_paused and not self._renegotiating
+        kept = self._kept
+        clean = not self._write_paused
+        if kept is not None:
+            quit_nc = quit_nc or bool(kept.prefix)  # a kept one untouched still owes it
+            clean = clean and not kept.renegotiating
         self._done = True
         self._cancel_timers()
         self._transport = None
@@ -253,29 +258,30 @@ class ChildLink(asyncio.Protocol):
     def _retry(self) -> None:
         """A kept connection was lost before its first reply: once, a fresh connection
         negotiated with the kept offer takes its place (see ``_on_reply_received``)."""
-        assert self._kept is not None
-        self._retried = True
-        self._renegotiating = True
-        self._prefix = b""
+        kept = self._kept
+        assert kept is not None
+        kept.retried = True
+        kept.renegotiating = True
+        kept.prefix = b""
         self._write_paused = False  # the lost transport's state
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
-        self._decoder = Decoder(Direction.REPLIES, self._max_packet_size)
-        self._pending = [encode(self._kept.offer)]
+        self._decoder = Decoder(Direction.REPLIES, self._decoder.max_packet_size)
+        self._pending = [encode(kept.options.offer)]
         self._start_connecting()
 
     def _renegotiated(self, reply: m.Message) -> None:
         kept = self._kept
         assert kept is not None and self._transport is not None
-        self._renegotiating = False
-        if not kept.same_child(reply):  # type: ignore[arg-type]
+        kept.renegotiating = False
+        if not kept.options.same_child(reply):  # type: ignore[arg-type]
             self._fail(
                 "its kept connection was lost and a new one negotiated other options "
                 f"({type(reply).__name__}): the child changed while this session ran"
             )
             return
-        held = self._resent or []
+        held = kept.resent or []
         if held:
             self._transport.write(b"".join(held))
 
@@ -386,11 +392,13 @@ class ChildLink(asyncio.Protocol):
                 return
 
     def _on_reply_received(self, reply: m.Message) -> None:
-        if self._resent is not None:  # a kept connection's first reply of the session
-            if self._renegotiating:
+        kept = self._kept
+        if kept is not None and kept.resent is not None:
+            # a kept connection's first reply of the session
+            if kept.renegotiating:
                 self._renegotiated(reply)
                 return
-            self._resent = None
+            kept.resent = None
         awaiting = self._conversation.awaiting
         if awaiting is Stage.END_OF_MESSAGE and ChildConversation.keeps_waiting(awaiting, reply):
             # still working on it: each sign of life resets the clock
@@ -402,7 +410,8 @@ class ChildLink(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if not self._done and self._resent is not None and not self._retried:
+        kept = self._kept
+        if not self._done and kept is not None and kept.resent is not None and not kept.retried:
             self._retry()
             return
         if not self._done:

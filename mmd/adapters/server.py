@@ -258,7 +258,7 @@ class MtaProtocol(asyncio.Protocol):
             facts=facts,
             links=self._kept_link if reuse else None,
         )
-        self._links = [
+        self._links = tuple(
             ChildLink(
                 i,
                 milter,
@@ -268,7 +268,7 @@ class MtaProtocol(asyncio.Protocol):
                 loop,
             )
             for i, milter in enumerate(generation.milters)
-        ]
+        )
         self._started_session = True
         self._begin()
         timeout = manager.mta_idle_timeout

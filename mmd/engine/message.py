@@ -79,6 +79,8 @@ class HeaderError(ValueError):
 class WorkingHeaders:
     """The header list as changed so far, each entry remembering its original place."""
 
+    __slots__ = ("entries", "original")
+
     def __init__(self, original: list[tuple[str, str]]) -> None:
         self.original = original
         self.entries = [HeaderEntry(n, v, i) for i, (n, v) in enumerate(original)]

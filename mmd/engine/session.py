@@ -14,10 +14,10 @@ and reports a failure with ``child_failed``; timeouts likewise (the
 
 The session's state is split by lifetime: the ``Session`` is one MTA
 connection (its phase, the command queue, connection facts, negotiation); a
-``Transaction`` (mmd.engine.transaction) is one message and is replaced whole at
-MAIL, ABORT and end-of-message; a ``ChildConversation``
-(mmd.engine.conversation) is one child: its step flags, what it owes, what it
-said. Phase transitions are one table (mmd.engine.phases); ``state`` is the
+``Transaction`` (mmd.engine.transaction) is one message: made at MAIL (or by
+what of a message comes first), let go at ABORT and end-of-message; a
+``ChildConversation`` (mmd.engine.conversation) is one child: its step flags,
+what it owes, what it said. Phase transitions are one table (mmd.engine.phases); ``state`` is the
 current phase.
 
 Rules (reference-behaviour.md §2–§3), all in this file unless named:
@@ -88,7 +88,7 @@ from mmd.engine.stages import BY_STAGE, STAGES, Stage, macro_code
 from mmd.engine.transaction import Transaction
 from mmd.engine.verdict import FINAL_NEGATIVE, Verdict, reply_for
 from mmd.protocol import messages as m
-from mmd.protocol.constants import MIN_VERSION, Family, MacroStage, Step
+from mmd.protocol.constants import MIN_VERSION, Action, Family, MacroStage, Step
 
 __all__ = ["LinkSource", "Session", "SessionSettings"]
 
@@ -126,6 +126,11 @@ _MESSAGE_STAGES_WITH_DATA = (Stage.DATA, *_MESSAGE_STAGES)
 # per session; bounded, the names come from the MTA
 _BARE_NAMES: dict[str, str] = {}
 _BARE_NAMES_KEPT = 512
+# MACRO packets held before they go into the facts all the same
+_UNMERGED_KEPT = 16
+
+# ``_offer`` once the negotiation is over: the MTA's own offer is not needed any more
+_NEGOTIATED = m.Negotiate(0, Action(0), Step(0))
 
 Script = Iterator[tuple[m.CommandMessage, Stage, bool]]
 
@@ -142,6 +147,7 @@ class Session:
         "_answers",
         "_body_factory",
         "_child_offer",
+        "_facts",
         "_links",
         "_macros",
         "_mta_steps",
@@ -157,12 +163,12 @@ class Session:
         "_script",
         "_session_status",
         "_stage",
+        "_transaction",
+        "_unmerged",
         "_verdicts",
         "_waiting",
         "conversations",
-        "facts",
         "settings",
-        "transaction",
     )
 
     def __init__(
@@ -176,11 +182,14 @@ class Session:
         """``links``: connection reuse is on (mmd.engine.reuse); kept connections come
         from it, and children that may serve another session end with ``ReuseChild``."""
         self.settings = settings or SessionSettings()
-        self.facts = facts or SessionFacts()
+        self._facts = facts or SessionFacts()
         # one per child, by index: the adapters read what a child owes from here
         self.conversations = tuple(ChildConversation(i, c) for i, c in enumerate(children))
         self._body_factory = body_factory
-        self.transaction = Transaction(self.facts, body_factory)
+        # the message: made at MAIL (or by whatever of a message the MTA sends first), not
+        # before; an idle connection holds none
+        self._transaction: Transaction | None = None
+        self._facts.reset_message()
         self._phase = Phase.NEW
         # FIFO lists rather than deques: a deque costs ~620 bytes even empty, and these hold
         # a few entries at most (a pipelining MTA's backlog is bounded by the adapter)
@@ -189,24 +198,60 @@ class Session:
         self._offer: m.Negotiate | None = None
         self._child_offer: m.Negotiate | None = None
         self._links = links
-        self._answers: list[m.Negotiate] = []
+        self._answers: list[m.Negotiate] | None = None  # while negotiating
         self._mta_steps = 0  # Step bits negotiated with the MTA, as a plain int
         self._macros: dict[bytes, m.Macro] = {}  # the MTA's last MACRO per command letter
+        # the MTA's MACROs not yet in facts.macros, in the order they came (see ``facts``)
+        self._unmerged: tuple[m.Macro, ...] = ()
         # the stage being answered
         self._stage = Stage.NEGOTIATE
         self._waiting = 0
         self._verdicts: list[Verdict] = []
-        self._reply_codes: list[m.ReplyCode] = []
-        self._owed: list[Verdict] = []
+        # the lists below are made when something goes in: most stages of most sessions
+        # have no reply code and owe nothing, and a thousand idle connections held both
+        self._reply_codes: list[m.ReplyCode] | None = None
+        self._owed: list[Verdict] | None = None
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
         # end-of-message: children one after another, then the MTA's answer
-        self._replay_queue: list[ChildConversation] = []
+        self._replay_queue: list[ChildConversation] | None = None
         self._replaying: ChildConversation | None = None
         self._script: Script | None = None
         self._answer: Iterator[m.ReplyMessage] | None = None  # the MTA's, being streamed
 
     # ------------------------------------------------------------ state
+
+    @property
+    def transaction(self) -> Transaction:
+        """The current message (``Transaction``), made on first use."""
+        transaction = self._transaction
+        if transaction is None:
+            transaction = self._transaction = Transaction(self._facts, self._body_factory)
+        return transaction
+
+    @property
+    def facts(self) -> SessionFacts:
+        """What is known of the SMTP session (``SessionFacts``), for conditions and records.
+
+        The MTA's macros go into ``facts.macros`` when something reads the facts, not as
+        they come: most connections are never asked (no conditions, no record yet), and an
+        idle connection then holds no dict of them (~0.2 kB).
+        """
+        if self._unmerged:
+            self._merge_macros()
+        return self._facts
+
+    def _merge_macros(self) -> None:
+        macros = self._facts.macros
+        for message in self._unmerged:
+            for name, value in message.macros:
+                bare = _BARE_NAMES.get(name)
+                if bare is None:
+                    bare = name.strip("{}")
+                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
+                        _BARE_NAMES[name] = bare
+                macros[bare] = value
+        self._unmerged = ()
 
     @property
     def state(self) -> Phase:
@@ -318,7 +363,7 @@ class Session:
                     self._send(child, m.Abort(), Stage.ABORT)
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self.transaction.close()
+        self._close_transaction()
         self._answer = None
         self._links = None  # the adapter's bound method: no cycle left for the GC
         if done:
@@ -376,14 +421,9 @@ class Session:
     def _handle(self, message: m.CommandMessage) -> None:
         if isinstance(message, m.Macro):
             self._macros[message.command] = message
-            macros = self.facts.macros
-            for name, value in message.macros:
-                bare = _BARE_NAMES.get(name)
-                if bare is None:
-                    bare = name.strip("{}")
-                    if len(_BARE_NAMES) < _BARE_NAMES_KEPT:
-                        _BARE_NAMES[name] = bare
-                macros[bare] = value
+            unmerged = self._unmerged = (*self._unmerged, message)
+            if len(unmerged) >= _UNMERGED_KEPT:  # an MTA sending MACROs and nothing else
+                self._merge_macros()
         elif isinstance(message, m.Negotiate):
             if self._offer is not None:
                 self._violation("a second option negotiation (OPTNEG)")
@@ -432,7 +472,7 @@ class Session:
             if kept is not None:
                 # a kept connection: libmilter holds to its first OPTNEG, asked no more
                 child.resume(kept, int(offer.actions))
-                self._answers.append(kept.answer)
+                self._answer_received(kept.answer)
             else:
                 self._send(child, child_offer, Stage.NEGOTIATE, expect_reply=True)
         self._waiting = sum(1 for c in self.conversations if c.awaiting is Stage.NEGOTIATE)
@@ -445,15 +485,24 @@ class Session:
         assert isinstance(reply, m.Negotiate)
         if self._links is not None and self._child_offer is not None and child.settings.reuse:
             child.options = reusable(self._child_offer, reply)
-        self._answers.append(reply)
+        self._answer_received(reply)
         self._waiting -= 1
         if self._waiting == 0:
             self._finish_negotiation()
 
+    def _answer_received(self, answer: m.Negotiate) -> None:
+        answers = self._answers
+        if answers is None:
+            answers = self._answers = []
+        answers.append(answer)
+
     def _finish_negotiation(self) -> None:
         assert self._offer is not None
-        merged = merge_answers(self._offer, self._answers, self.settings.needed_macros)
-        self._answers.clear()  # the connections hold what they need (ChildConversation)
+        merged = merge_answers(self._offer, self._answers or (), self.settings.needed_macros)
+        # the connections hold what they need (ChildConversation); of the MTA's offer only
+        # that there was one (a second is refused)
+        self._answers = self._child_offer = None
+        self._offer = _NEGOTIATED
         self._mta_steps = int(merged.steps)
         self._out.append(ToMta(merged))
         self._move(Trigger.NEGOTIATED)
@@ -489,7 +538,7 @@ class Session:
             self._finish_envelope()
 
     def _learn(self, command: m.CommandMessage) -> None:
-        facts = self.facts
+        facts = self._facts
         if isinstance(command, m.Connect):
             facts.client_name = command.hostname
             facts.client_address = command.address
@@ -498,7 +547,7 @@ class Session:
         elif isinstance(command, m.Helo):
             facts.helo = command.name
         elif isinstance(command, m.Mail):
-            self._new_transaction()
+            self._new_transaction(mail=True)
             facts.sender = command.args[0].strip("<>") if command.args else ""
         elif isinstance(command, m.Rcpt):
             self.transaction.recipients.append(command.args[0].strip("<>") if command.args else "")
@@ -506,9 +555,10 @@ class Session:
     def _begin_stage(self, stage: Stage) -> None:
         self._stage = stage
         self._waiting = 0
-        self._verdicts = self._owed
-        self._owed = []
-        self._reply_codes = []
+        owed = self._owed
+        self._verdicts = owed if owed is not None else []
+        self._owed = None
+        self._reply_codes = None
 
     def _takes_part(self, child: ChildConversation, stage: Stage) -> bool:
         """Whether ``child`` gets ``stage``; asks its conditions first."""
@@ -521,8 +571,9 @@ class Session:
         extras = child.extra_macros
         if extras:
             extras.pop(code, None)
+        facts = self.facts
         for condition in conditions:
-            decision = condition.decide(stage, self.facts)
+            decision = condition.decide(stage, facts)
             if decision is None:
                 continue
             if not decision.apply:
@@ -555,7 +606,7 @@ class Session:
         stage = self._stage
         merged = self._merge(self._children_left_message())
         if not self._mta_steps & BY_STAGE[stage].no_reply:
-            self._out.append(ToMta(reply_for(merged, self._reply_codes)))
+            self._out.append(ToMta(reply_for(merged, self._reply_codes or ())))
         self._move(Trigger.ANSWERED)
         if merged in FINAL_NEGATIVE:
             if stage is Stage.RCPT and merged is not Verdict.DISCARD:
@@ -586,16 +637,26 @@ class Session:
 
     # ------------------------------------------------------------ message stages
 
-    def _new_transaction(self) -> None:
-        """The message is over: a fresh transaction, every child takes part again."""
-        self.transaction.close()
-        self.transaction = Transaction(self.facts, self._body_factory)
-        self._replay_queue.clear()
+    def _new_transaction(self, mail: bool = False) -> None:
+        """The message is over: a fresh transaction (at MAIL, else made on first use),
+        every child takes part again."""
+        self._close_transaction()
+        if mail:
+            self._transaction = Transaction(self._facts, self._body_factory)
+        else:
+            self._facts.reset_message()  # what a transaction's start does to the facts
+        self._replay_queue = None
         self._replaying = None
         self._script = None
         self._answer = None
         for child in self.conversations:
             child.new_message()
+
+    def _close_transaction(self) -> None:
+        transaction = self._transaction
+        if transaction is not None:
+            transaction.close()
+            self._transaction = None
 
     def _buffer(self, message: m.Header | m.EndOfHeaders | m.Body) -> None:
         info = STAGES[type(message)]
@@ -628,7 +689,7 @@ class Session:
         self._next_child()
 
     def _next_child(self) -> None:
-        while self._replay_queue:
+        while self._replay_queue:  # emptied (None) when the message ends on the way
             child = self._replay_queue.pop(0)
             if not child.in_message() or not self._applies_to_message(child):
                 continue
@@ -720,7 +781,7 @@ class Session:
         child.draining = False
         self.transaction.settle_body(child.index, child.failed)
         if any(v in FINAL_NEGATIVE for v in self._verdicts):
-            self._replay_queue.clear()
+            self._replay_queue = None
         self._next_child()
 
     def _hold(self, child: ChildConversation, change: m.Modification) -> None:
@@ -747,7 +808,9 @@ class Session:
         transaction = self.transaction
         if merged not in FINAL_NEGATIVE and transaction.quarantine is not None:
             self._quarantined = True
-        self._answer = transaction.answer(merged, self._reply_codes, self.settings.chunk_size)
+        self._answer = transaction.answer(
+            merged, self._reply_codes or (), self.settings.chunk_size
+        )
         self._pump_answer()
 
     def _pump_answer(self) -> None:
@@ -780,7 +843,7 @@ class Session:
             if not child.failed and not self._release(child):
                 self._send(child, m.Quit(), Stage.QUIT)
                 self._out.append(CloseChild(child.index))
-        self.transaction.close()
+        self._close_transaction()
         self._answer = None
         self._links = None  # the adapter's bound method: no cycle left for the GC
         self._finish_session(self._session_status)
@@ -807,8 +870,9 @@ class Session:
         self._finish_session(self._session_status)
         for child in self.conversations:
             child.new_connection()
-        self.facts = SessionFacts(active_sessions=self.facts.active_sessions)
+        self._facts = SessionFacts(active_sessions=self._facts.active_sessions)
         self._macros = {}
+        self._unmerged = ()
         self._session_status = Verdict.NO_CHANGE
         self._quarantined = False
         self._new_transaction()
@@ -832,7 +896,11 @@ class Session:
         """Record what the child said; returns what it counts as."""
         counted = child.count(stage, verdict)
         if counted is verdict and isinstance(reply, m.ReplyCode):
-            self._reply_codes.append(reply)
+            codes = self._reply_codes
+            if codes is None:
+                self._reply_codes = [reply]
+            else:
+                codes.append(reply)
         return counted
 
     def _fail(self, child: ChildConversation, reason: str) -> None:
@@ -844,7 +912,10 @@ class Session:
         phase = self._phase
         if waiting_on is Stage.NEGOTIATE or phase not in (Phase.ENVELOPE, Phase.REPLAY):
             if fallback is not Verdict.ACCEPT:
-                self._owed.append(fallback)
+                if self._owed is None:
+                    self._owed = [fallback]
+                else:
+                    self._owed.append(fallback)
         else:
             self._verdicts.append(fallback)
         if waiting_on is None:

@@ -1,8 +1,8 @@
 """One message of an SMTP session: the ``Transaction``.
 
-The session replaces its transaction whole at MAIL, at ABORT and once a message
-ended (as aiosmtpd's ``Envelope`` sits beside its ``Session``), so nothing of
-one message can leak into the next. It holds what the MTA sent of the message
+The session makes a new transaction at MAIL and lets it go at ABORT and once a
+message ended (as aiosmtpd's ``Envelope`` sits beside its ``Session``), so
+nothing of one message can leak into the next. It holds what the MTA sent of the message
 (sender and recipients as the conditions see them, headers, the body in a
 ``BodyStore``) and what the children made of it: the working headers, a new
 body, a new sender, a quarantine. At the end it turns all that into the MTA's
@@ -11,7 +11,7 @@ answer: the fewest changes that give the same result, then the verdict.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from mmd.engine.applicability import SessionFacts
 from mmd.engine.message import BodyStore, WorkingHeaders
@@ -28,6 +28,7 @@ class Transaction:
         "_body_factory",
         "_pending",
         "_pending_child",
+        "_working",
         "body",
         "body_replaced",
         "change_from",
@@ -37,7 +38,6 @@ class Transaction:
         "replacement",
         "saw_data",
         "spool_error",
-        "working",
     )
 
     def __init__(self, facts: SessionFacts, body_factory: Callable[[], BodyStore]) -> None:
@@ -51,8 +51,10 @@ class Transaction:
         self.body: BodyStore | None = None
         self.saw_data = False
         self.spool_error = ""  # the body could not be kept: the message gets tempfail
-        # what the children made of it (end-of-message)
-        self.working = WorkingHeaders(self.headers)
+        # what the children made of it (end-of-message); the working headers are made by
+        # ``begin_replay``: most transactions (every idle connection's, and the one after
+        # each message until MAIL) never get there
+        self._working: WorkingHeaders | None = None
         self.replacement: BodyStore | None = None
         self.body_replaced = False
         self.change_from: m.ChangeFrom | None = None
@@ -78,7 +80,15 @@ class Transaction:
 
     def begin_replay(self) -> None:
         """End-of-message: the children's changes go to a fresh copy of the headers."""
-        self.working = WorkingHeaders(self.headers)
+        self._working = WorkingHeaders(self.headers)
+
+    @property
+    def working(self) -> WorkingHeaders:
+        """The headers as the children changed them so far (made at first use)."""
+        working = self._working
+        if working is None:
+            working = self._working = WorkingHeaders(self.headers)
+        return working
 
     def current_body(self) -> BodyStore | None:
         """The body the next child sees: the last accepted new body, else the MTA's."""
@@ -129,7 +139,7 @@ class Transaction:
     # ------------------------------------------------------------ the MTA's answer
 
     def answer(
-        self, merged: Verdict, reply_codes: list[m.ReplyCode], chunk_size: int
+        self, merged: Verdict, reply_codes: Sequence[m.ReplyCode], chunk_size: int
     ) -> Iterator[m.ReplyMessage]:
         """The MTA's end-of-message answer: net changes, then the verdict."""
         if merged in FINAL_NEGATIVE:

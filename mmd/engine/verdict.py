@@ -9,6 +9,7 @@ child's accept never accepts the mail for the others.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 from mmd.protocol import messages as m
 
@@ -71,7 +72,7 @@ def reply_code_verdict(reply: m.ReplyCode) -> Verdict:
     return Verdict.TEMPFAIL if reply.text.startswith("4") else Verdict.REJECT
 
 
-def reply_for(verdict: Verdict, reply_codes: list[m.ReplyCode]) -> m.ReplyMessage:
+def reply_for(verdict: Verdict, reply_codes: Sequence[m.ReplyCode]) -> m.ReplyMessage:
     """The MTA gets a child's own reply code when its class matches the merged verdict."""
     if verdict in (Verdict.REJECT, Verdict.TEMPFAIL):
         wanted = "5" if verdict is Verdict.REJECT else "4"

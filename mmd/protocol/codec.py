@@ -468,6 +468,11 @@ class Decoder:
             self._bare_packets = _BARE_REPLY_PACKETS
 
     @property
+    def max_packet_size(self) -> int:
+        """The largest packet it takes (a decoder for the same peer takes the same)."""
+        return self._limit
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes received but not yet returned as a message (non-zero at EOF = truncated)."""
         return len(self._buf) - self._pos
