@@ -121,12 +121,12 @@ class ServerState:
         restarted child's kept connections are gone already, the others stay good."""
         old = self.generation
         self.generation = generation
+        self.body_factory = _body_factory(generation)
         if keep_connections and _same_connections(old, generation):
             self.pool.rebind(generation)
             return
         self.pool.close()
         self.pool = _pool_for(generation)
-        self.body_factory = _body_factory(generation)
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
         loop = self.loop

@@ -5,6 +5,7 @@ answers like libmilter (the real libmilter children: tests/integration/test_chil
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -364,3 +365,12 @@ async def lost_after_little() -> None:
 def test_kept_connection_holds_no_more_than_its_resend_limit() -> None:
     asyncio.run(lost_after_a_big_body())
     asyncio.run(lost_after_little())
+
+
+def test_every_install_gives_new_sessions_the_generation_body_limit(tmp_path: Path) -> None:
+    """Keeping the kept connections at a live update keeps nothing else of the old one."""
+    state = ServerState(generation(tmp_path / "child.sock"), Errors())
+    manager = replace(state.generation.manager, body_memory_limit=123)
+    state.install(replace(state.generation, manager=manager, number=1), keep_connections=True)
+    factory = state.body_factory
+    assert isinstance(factory, functools.partial) and factory.args == (123,)
